@@ -1,0 +1,76 @@
+"""The ``.ldas`` accessor on :class:`xarray.Dataset` and :class:`xarray.DataArray`.
+
+One namespace for everything xldas does to an xarray object. Methods are thin: they turn
+their arguments into calls of the domain modules (``xldas.io``, ``xldas.models``,
+``xldas.filters`` ...) and return new objects. The accessor holds no state of its own and
+never modifies the object it is attached to.
+
+Examples
+--------
+>>> import numpy as np, xarray as xr, xldas
+>>> da = xr.DataArray(np.zeros((2, 3)), dims=("lat", "lon"))
+>>> hasattr(da, "ldas") and hasattr(da.to_dataset(name="v"), "ldas")
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import xarray as xr
+
+__all__ = ["LdasDataArrayAccessor", "LdasDatasetAccessor"]
+
+
+def _call(module: str, func: str, *args: Any, **kwargs: Any) -> Any:
+    """Import ``xldas.<module>`` on first use and call ``func`` from it."""
+    return getattr(importlib.import_module(f"xldas.{module}"), func)(*args, **kwargs)
+
+
+class _LdasAccessor:
+    """Methods shared by the Dataset and DataArray accessors."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, xarray_obj: xr.Dataset | xr.DataArray):
+        self._obj = xarray_obj
+
+    # ------------------------------------------------------------------ io
+    def to_store(self, store, **kwargs):
+        """Write to a Zarr v3 store with xldas's default encodings.
+
+        See :func:`xldas.io.to_store` for the arguments (``mode``, ``append_dim``,
+        ``region``, ``chunks`` ...).
+        """
+        return _call("io", "to_store", self._obj, store, **kwargs)
+
+    def regrid(self, target, method: str = "bilinear", **kwargs):
+        """Regrid to ``target`` (a grid Dataset, or ``(bbox, resolution)``), lazily.
+
+        See :func:`xldas.io.regrid`.
+        """
+        return _call("io", "regrid", self._obj, target, method=method, **kwargs)
+
+    # --------------------------------------------------------------- models
+    # (methods of the land-model layer are added here)
+
+    # ------------------------------------------------------------------ obs
+    # (methods of the observation-operator layer are added here)
+
+    # -------------------------------------------------------------- filters
+    # (methods of the assimilation layer are added here)
+
+
+@xr.register_dataset_accessor("ldas")
+class LdasDatasetAccessor(_LdasAccessor):
+    """``ds.ldas``: xldas methods on a Dataset."""
+
+    __slots__ = ()
+
+
+@xr.register_dataarray_accessor("ldas")
+class LdasDataArrayAccessor(_LdasAccessor):
+    """``da.ldas``: xldas methods on a DataArray."""
+
+    __slots__ = ()
