@@ -1,0 +1,127 @@
+"""Lazily compiled numba gufuncs, one compilation per target.
+
+Kernels are written once as plain Python loops over 1-D/2-D arrays that write into their
+last argument(s) (the ``out`` arrays), in the style of numbagg. :func:`gufunc` wraps such a
+function into an object that compiles it with :func:`numba.guvectorize` on first call, for
+the ``parallel`` CPU target (falling back to the serial ``cpu`` target if parallel
+compilation fails), and for ``cuda`` on request where numba-cuda and a GPU (or the CUDA
+simulator, ``NUMBA_ENABLE_CUDASIM=1``) are present. The original Python function stays
+available as ``.py_func`` for tests and debugging.
+
+Examples
+--------
+>>> import numpy as np
+>>> from xldas._numba import gufunc
+>>> @gufunc(["void(float64[:], float64[:])"], "(n)->()")
+... def total(x, out):
+...     s = 0.0
+...     for i in range(x.shape[0]):
+...         s += x[i]
+...     out[0] = s
+>>> total(np.ones((2, 3))).tolist()
+[3.0, 3.0]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+
+import numba
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["available_targets", "gufunc", "njit"]
+
+#: ``numba.njit`` with the options every scalar helper of xldas uses.
+njit = numba.njit(cache=False, fastmath=False, nogil=True, inline="never")
+
+
+def available_targets() -> tuple[str, ...]:
+    """Targets usable on this machine: ``("parallel", "cpu")`` plus ``"cuda"`` if present."""
+    targets = ["parallel", "cpu"]
+    try:  # pragma: no cover - depends on the machine
+        from numba import cuda
+
+        if cuda.is_available() or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+            targets.append("cuda")
+    except Exception:
+        pass
+    return tuple(targets)
+
+
+class gufunc:
+    """Decorator: a kernel compiled on first use into a numba generalized ufunc.
+
+    Parameters
+    ----------
+    signatures : list of numba signatures (``"void(float64[:], float64[:])"`` ...).
+    layout : gufunc layout, e.g. ``"(t),(t),()->(t)"``.
+    writable_args : indices or names of arguments the kernel may modify in place.
+    """
+
+    def __init__(
+        self,
+        signatures: Sequence[str],
+        layout: str,
+        writable_args: Sequence[int | str] = (),
+    ):
+        self.signatures = list(signatures)
+        self.layout = layout
+        self.writable_args = tuple(writable_args)
+        self._compiled: dict[str, Callable] = {}
+        self._lock = threading.Lock()
+        self.py_func: Callable | None = None
+
+    def __call__(self, *args, **kwargs):
+        if self.py_func is None:  # used as decorator
+            func = args[0]
+            self.py_func = func
+            self.__name__ = func.__name__
+            self.__doc__ = func.__doc__
+            self.__wrapped__ = func
+            return self
+        target = kwargs.pop("target", "parallel")
+        return self.compile(target)(*args, **kwargs)
+
+    def compile(self, target: str = "parallel") -> Callable:
+        """Return the gufunc compiled for ``target`` (``parallel``, ``cpu`` or ``cuda``)."""
+        if target in self._compiled:
+            return self._compiled[target]
+        with self._lock:
+            if target in self._compiled:
+                return self._compiled[target]
+            if target == "cuda":
+                from numba import cuda  # numba-cuda
+
+                fn = cuda.guvectorize(self.signatures, self.layout)(self.py_func)
+            else:
+                kw = {"target": target}
+                if self.writable_args:
+                    kw["writable_args"] = self.writable_args
+                if target == "parallel":
+                    try:
+                        fn = numba.guvectorize(self.signatures, self.layout, **kw)(self.py_func)
+                    except Exception as exc:  # pragma: no cover - depends on numba build
+                        logger.warning(
+                            "parallel compilation of %s failed (%s); using the serial target",
+                            self.__name__,
+                            exc,
+                        )
+                        kw["target"] = "cpu"
+                        fn = numba.guvectorize(self.signatures, self.layout, **kw)(self.py_func)
+                else:
+                    fn = numba.guvectorize(self.signatures, self.layout, **kw)(self.py_func)
+            self._compiled[target] = fn
+            return fn
+
+
+def as_float(x, dtype=np.float64):
+    """Return ``x`` as a floating array (keeps float32 input as float32)."""
+    a = np.asarray(x)
+    if a.dtype.kind == "f":
+        return a
+    return a.astype(dtype)
