@@ -61,6 +61,11 @@ class _LdasAccessor:
     # -------------------------------------------------------------- filters
     # (methods of the assimilation layer are added here)
 
+    # ----------------------------------------------------------- validation
+    def skill(self, ref, dim="time", metrics=None):
+        """Skill metrics against ``ref`` along ``dim`` (see :func:`xldas.validation.skill`)."""
+        return _call("validation", "skill", self._obj, ref, dim=dim, metrics=metrics)
+
 
 @xr.register_dataset_accessor("ldas")
 class LdasDatasetAccessor(_LdasAccessor):
