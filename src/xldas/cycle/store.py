@@ -1,0 +1,524 @@
+"""The experiment store: outputs and checkpoints with atomic per-cycle commits.
+
+An experiment writes one **icechunk repository** (transactional Zarr v3). Its groups:
+
+``analysis`` / ``forecast``
+    ensemble mean (``sm``, ``tsoil``, ``swe`` ...) and spread (``sm_spread`` ...) of every
+    state variable at each analysis time, weighted where the ensemble carries ``weight``;
+    appended along ``time`` (one chunk per time).
+``diagnostics``
+    per cycle: observations used/rejected/skipped, innovation statistics, ensemble spread
+    before/after, ESS and inflation when the filter reports them, innovation maps.
+``fluxes`` (optional)
+    ensemble-mean fluxes over each window.
+``checkpoint``
+    the full ensemble after the last committed analysis: state variables, ``weight``,
+    perturbation AR(1) states ``pert_*``, with the cycle index, valid time, RNG seed and
+    per-variable checksums in its attributes.
+
+Root attributes hold the experiment name, its configuration (JSON) and configuration hash,
+the last committed cycle and the observation ledger used by the real-time mode.
+
+**Commit protocol.** Every cycle writes its outputs and its checkpoint in ONE icechunk
+session and makes them visible with ONE ``commit``: a process killed at any instant
+(``kill -9``) leaves the branch at the last committed cycle, and nothing of a half-written
+cycle is ever visible (uncommitted chunks are garbage that icechunk ignores). A resumed run
+reads the checkpoint of the branch tip; if that checkpoint fails verification it says so
+and rolls the branch back to the previous snapshot, whose cycle is then recomputed.
+
+**One writer.** A lock file ``<store>.lock`` (PID, host, process start time) refuses a
+second writer with a message naming the holder; a lock left by a process that no longer
+exists on this host is detected and cleared. icechunk's conflict detection is the second
+line of defence (a commit on a moved branch fails instead of overwriting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import time as _time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from xldas.errors import CheckpointError, StoreError, StoreLockedError
+
+__all__ = ["CommitInfo", "CycleStore", "WriterLock", "open_output"]
+
+log = logging.getLogger("xldas.cycle")
+
+OUTPUT_GROUPS = ("analysis", "forecast", "diagnostics", "fluxes")
+_ZARR_KW = {"consolidated": False, "zarr_format": 3}
+_BRANCH = "main"
+
+
+def _fault(point: str) -> None:
+    """Test hook: ``XLDAS_FAULT=point[:cycle]`` SIGKILLs this process at ``point``.
+
+    Points: ``forecast`` (forecast computed, nothing written), ``write`` (outputs written to
+    the session, checkpoint not yet), ``commit`` (everything written, commit not yet made),
+    ``committed`` (right after the commit). The optional ``:cycle`` restricts it to one
+    cycle index. Used by the kill-and-resume tests; inert otherwise.
+    """
+    spec = os.environ.get("XLDAS_FAULT")
+    if not spec:
+        return
+    name, _, cyc = spec.partition(":")
+    if name != point:
+        return
+    if cyc and os.environ.get("XLDAS_FAULT_CYCLE_NOW") != cyc:
+        return
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ----------------------------------------------------------------------------- lock
+class WriterLock:
+    """Exclusive writer lock on a store, as a ``<store>.lock`` file created with O_EXCL.
+
+    The file records PID, host and the process start time; a lock whose process no longer
+    exists on this host (or whose PID was reused by a younger process) is stale and is
+    removed with a warning.
+    """
+
+    def __init__(self, store: str | Path):
+        self.path = Path(f"{os.fspath(store).rstrip('/')}.lock")
+        self._held = False
+
+    @staticmethod
+    def _me() -> dict[str, Any]:
+        import psutil
+
+        p = psutil.Process()
+        return {
+            "pid": p.pid,
+            "host": socket.gethostname(),
+            "started": p.create_time(),
+            "since": pd.Timestamp.now("UTC").isoformat(),
+        }
+
+    def _stale(self, info: dict[str, Any]) -> bool:
+        import psutil
+
+        if info.get("host") != socket.gethostname():
+            return False  # cannot see processes elsewhere
+        pid = int(info.get("pid", -1))
+        if not psutil.pid_exists(pid):
+            return True
+        try:
+            p = psutil.Process(pid)
+            if p.status() == psutil.STATUS_ZOMBIE:
+                return True
+            return abs(p.create_time() - float(info.get("started", 0))) > 1.0
+        except psutil.NoSuchProcess:
+            return True
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    info = json.loads(self.path.read_text() or "{}")
+                except (OSError, json.JSONDecodeError):
+                    info = {}
+                if not info:  # being written right now, or empty leftover
+                    _time.sleep(0.2)
+                    try:
+                        info = json.loads(self.path.read_text() or "{}")
+                    except (OSError, json.JSONDecodeError):
+                        info = {}
+                if not info or self._stale(info):
+                    log.warning(
+                        "clearing stale writer lock %s (process %s on %s no longer runs)",
+                        self.path,
+                        info.get("pid", "?"),
+                        info.get("host", "?"),
+                    )
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path.unlink()
+                    continue
+                raise StoreLockedError(
+                    f"store {str(self.path)[:-5]} is locked by another writer: process "
+                    f"{info.get('pid')} on {info.get('host')} since {info.get('since')} "
+                    f"(lock file {self.path}). Wait for it to finish; if that process is gone "
+                    f"on another host, delete the lock file."
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(self._me(), f)
+            self._held = True
+            return
+        raise StoreLockedError(f"could not acquire writer lock {self.path}")
+
+    def release(self) -> None:
+        if self._held:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            self._held = False
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+# ----------------------------------------------------------------------------- store
+@dataclass(frozen=True)
+class CommitInfo:
+    """The last committed cycle of a store."""
+
+    cycle: int
+    time: pd.Timestamp
+    snapshot: str
+
+
+def _repo(path: Path, create: bool):
+    import icechunk
+
+    storage = icechunk.local_filesystem_storage(str(path))
+    if create:
+        return icechunk.Repository.open_or_create(storage)
+    return icechunk.Repository.open(storage)
+
+
+def _is_repo(path: Path) -> bool:
+    import icechunk
+
+    return path.exists() and icechunk.Repository.exists(
+        icechunk.local_filesystem_storage(str(path))
+    )
+
+
+def checksums(ds: xr.Dataset) -> dict[str, list[float]]:
+    """Per-variable [sum of finite values (float64), number of non-finite values]."""
+    names = sorted(ds.data_vars)
+    parts = []
+    for v in names:
+        a = ds[v].astype("float64")
+        parts.append(a.where(np.isfinite(a)).sum())
+        parts.append((~np.isfinite(a)).sum())
+    values = dask.compute(*parts)
+    return {v: [float(values[2 * i]), float(values[2 * i + 1])] for i, v in enumerate(names)}
+
+
+def _encode_time(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    enc: dict[str, dict[str, Any]] = {}
+    if "time" in ds.coords and np.issubdtype(ds["time"].dtype, np.datetime64):
+        enc["time"] = {
+            "units": "seconds since 1970-01-01",
+            "dtype": "int64",
+            "calendar": "proleptic_gregorian",
+        }
+    return enc
+
+
+class CycleStore:
+    """Outputs and checkpoints of one experiment in an icechunk repository.
+
+    Parameters
+    ----------
+    path : path-like
+        Folder of the icechunk repository (created if needed).
+    config_hash, config :
+        Identity of the experiment; a store made by a different configuration is refused.
+    overwrite : bool
+        Replace a store that belongs to another experiment (or is not an xldas store).
+    name : str
+        Experiment name, written in the attributes.
+
+    Use it as a context manager: entering takes the writer lock.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        config_hash: str,
+        config: dict[str, Any] | None = None,
+        *,
+        overwrite: bool = False,
+        name: str = "",
+    ):
+        self.path = Path(path)
+        self.config_hash = config_hash
+        self.config = config or {}
+        self.overwrite = overwrite
+        self.name = name
+        self.lock = WriterLock(self.path)
+        self.repo = None
+
+    # ---------------------------------------------------------------- open
+    def __enter__(self):
+        self.lock.acquire()
+        try:
+            self._open()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.lock.release()
+
+    def _open(self) -> None:
+        p = self.path
+        if p.exists() and not _is_repo(p):
+            if any(p.iterdir()) and not self.overwrite:
+                raise StoreError(
+                    f"output path {p} exists and is not an xldas store; choose another "
+                    f"output.store or pass overwrite=True (--overwrite) to replace it"
+                )
+            shutil.rmtree(p)
+        if _is_repo(p):
+            self.repo = _repo(p, create=False)
+            attrs = self.root_attrs()
+            found = attrs.get("xldas_config_hash")
+            if found is not None and found != self.config_hash:
+                if not self.overwrite:
+                    raise StoreError(
+                        f"store {p} belongs to a different experiment "
+                        f"({attrs.get('xldas_experiment')!r}, config hash {found}; this one is "
+                        f"{self.name!r}, {self.config_hash}). Use another output.store, or "
+                        f"overwrite=True (--overwrite) to replace it."
+                    )
+                log.warning("overwriting store %s of experiment %s", p, found)
+                shutil.rmtree(p)
+                self.repo = None
+        if self.repo is None:
+            self.repo = _repo(p, create=True)
+        if "xldas_config_hash" not in self.root_attrs():
+            import zarr
+
+            session = self.repo.writable_session(_BRANCH)
+            root = zarr.open_group(session.store, mode="a", zarr_format=3)
+            root.attrs.update(
+                {
+                    "xldas_experiment": self.name,
+                    "xldas_config_hash": self.config_hash,
+                    "xldas_config": json.dumps(self.config, default=str),
+                    "Conventions": "CF-1.10",
+                    "title": f"xldas experiment {self.name}",
+                    "source": "xldas cycling engine",
+                }
+            )
+            session.commit("xldas: create experiment store", metadata={"cycle": -1})
+
+    # ---------------------------------------------------------------- read
+    def root_attrs(self, snapshot: str | None = None) -> dict[str, Any]:
+        import zarr
+
+        session = (
+            self.repo.readonly_session(snapshot_id=snapshot)
+            if snapshot
+            else self.repo.readonly_session(branch=_BRANCH)
+        )
+        try:
+            return dict(zarr.open_group(session.store, mode="r", zarr_format=3).attrs)
+        except Exception:
+            return {}
+
+    def last(self) -> CommitInfo | None:
+        """The last committed cycle (None when no cycle has been committed yet)."""
+        snap = self.repo.lookup_branch(_BRANCH)
+        attrs = self.root_attrs()
+        if "xldas_last_cycle" not in attrs:
+            return None
+        return CommitInfo(
+            int(attrs["xldas_last_cycle"]), pd.Timestamp(attrs["xldas_last_time"]), snap
+        )
+
+    def ledger(self) -> dict[str, list[str]]:
+        """Observation items (per source) already consumed by committed cycles."""
+        return json.loads(self.root_attrs().get("xldas_obs_ledger", "{}"))
+
+    def output_times(self, group: str = "analysis") -> pd.DatetimeIndex:
+        ds = self.open(group)
+        if ds is None:
+            return pd.DatetimeIndex([])
+        return pd.DatetimeIndex(ds["time"].values)
+
+    def open(self, group: str, snapshot: str | None = None) -> xr.Dataset | None:
+        """Lazy Dataset of a group at the branch tip (or a snapshot); None if absent."""
+        session = (
+            self.repo.readonly_session(snapshot_id=snapshot)
+            if snapshot
+            else self.repo.readonly_session(branch=_BRANCH)
+        )
+        try:
+            return xr.open_zarr(session.store, group=group, consolidated=False, zarr_format=3)
+        except (FileNotFoundError, KeyError):
+            return None
+        except Exception as exc:  # zarr raises GroupNotFoundError and friends
+            if "not found" in str(exc).lower() or "nothing found" in str(exc).lower():
+                return None
+            raise
+
+    def load_checkpoint(self, verify: bool = True) -> xr.Dataset:
+        """The ensemble of the last committed cycle, verified against its checksums.
+
+        Raises :class:`CheckpointError` when it cannot be read or its checksums differ.
+        """
+        info = self.last()
+        if info is None:
+            raise CheckpointError(f"store {self.path} holds no checkpoint yet")
+        try:
+            ds = self.open("checkpoint", snapshot=info.snapshot)
+            if ds is None:
+                raise CheckpointError("group 'checkpoint' is missing")
+            if int(ds.attrs.get("cycle", -99)) != info.cycle:
+                raise CheckpointError(
+                    f"checkpoint is of cycle {ds.attrs.get('cycle')}, the commit says {info.cycle}"
+                )
+            ds = ds.persist()
+            if verify:
+                want = json.loads(ds.attrs["checksums"])
+                got = checksums(ds)
+                for v, (s0, n0) in want.items():
+                    s1, n1 = got.get(v, (np.nan, np.nan))
+                    if n0 != n1 or not np.isclose(s0, s1, rtol=1e-9, atol=0.0):
+                        raise CheckpointError(
+                            f"variable {v!r}: checksum {s1!r}/{n1!r} differs from the "
+                            f"committed {s0!r}/{n0!r}"
+                        )
+        except CheckpointError as exc:
+            raise CheckpointError(
+                f"checkpoint of cycle {info.cycle} ({info.time}) in {self.path} is corrupt: {exc}"
+            ) from None
+        except Exception as exc:
+            raise CheckpointError(
+                f"checkpoint of cycle {info.cycle} ({info.time}) in {self.path} cannot be "
+                f"read: {type(exc).__name__}: {exc}"
+            ) from exc
+        return ds
+
+    # ---------------------------------------------------------------- write
+    def rollback(self) -> CommitInfo | None:
+        """Move the branch back to the snapshot before its tip (drops the last cycle)."""
+        tip = self.repo.lookup_branch(_BRANCH)
+        ancestry = list(self.repo.ancestry(snapshot_id=tip))
+        if len(ancestry) < 2:
+            raise CheckpointError(f"store {self.path}: no earlier snapshot to roll back to")
+        parent = ancestry[1]
+        if (parent.metadata or {}).get("cycle", -1) == -1 and len(ancestry) < 3:
+            pass
+        self.repo.reset_branch(_BRANCH, parent.id)
+        log.warning(
+            "rolled store %s back to snapshot %s (%s)", self.path, parent.id, parent.message
+        )
+        return self.last()
+
+    def commit_cycle(
+        self,
+        cycle: int,
+        time: pd.Timestamp,
+        checkpoint: xr.Dataset,
+        outputs: dict[str, xr.Dataset] | None = None,
+        *,
+        ledger: dict[str, list[str]] | None = None,
+        message: str = "",
+    ) -> str:
+        """Write one cycle's outputs and checkpoint and commit them atomically.
+
+        Outputs are appended along ``time``; a cycle whose time is already in the analysis
+        group is refused (idempotence is the engine's job: it never recomputes one).
+        Inputs may be lazy: they are computed here (on the active Dask scheduler or
+        client) and written from this process. Returns the new snapshot id.
+        """
+        import zarr
+
+        time = pd.Timestamp(time)
+        existing = self.output_times()
+        if outputs and time in existing:
+            raise StoreError(f"store {self.path} already holds time {time}; not duplicating it")
+        outputs = dict(outputs or {})
+        names = list(outputs)
+        computed = dask.compute(checkpoint, *[outputs[g] for g in names])
+        checkpoint = computed[0]
+        outputs = dict(zip(names, computed[1:]))
+        session = self.repo.writable_session(_BRANCH)
+        for group, ds in outputs.items():
+            ds = ds.drop_vars("time", errors="ignore").expand_dims(time=[time.to_datetime64()])
+            if self.open(group) is None:
+                enc = _encode_time(ds)
+                for v in ds.data_vars:
+                    chunks = tuple(1 if d == "time" else s for d, s in zip(ds[v].dims, ds[v].shape))
+                    enc.setdefault(v, {})["chunks"] = chunks
+                ds.to_zarr(session.store, group=group, mode="w-", encoding=enc, **_ZARR_KW)
+            else:
+                ds.to_zarr(session.store, group=group, append_dim="time", **_ZARR_KW)
+            _fault("write")
+        sums = checksums(checkpoint)
+        ck = checkpoint.copy()
+        ck.attrs.update(
+            {
+                "cycle": int(cycle),
+                "time": time.isoformat(),
+                "checksums": json.dumps(sums),
+                "config_hash": self.config_hash,
+            }
+        )
+        if "time" in ck.coords:
+            ck = ck.drop_vars("time")
+        for v in ck.variables:
+            ck[v].encoding = {}
+        ck.to_zarr(session.store, group="checkpoint", mode="w", **_ZARR_KW)
+        root = zarr.open_group(session.store, mode="a", zarr_format=3)
+        root.attrs.update(
+            {
+                "xldas_last_cycle": int(cycle),
+                "xldas_last_time": time.isoformat(),
+                **({"xldas_obs_ledger": json.dumps(ledger)} if ledger is not None else {}),
+            }
+        )
+        _fault("commit")
+        snap = session.commit(
+            message or f"cycle {cycle} {time.isoformat()}",
+            metadata={"cycle": int(cycle), "time": time.isoformat()},
+        )
+        _fault("committed")
+        return snap
+
+
+def open_output(
+    path: str | Path, group: str = "analysis", snapshot: str | None = None
+) -> xr.Dataset:
+    """Open a group of an experiment store lazily (read-only; no lock needed).
+
+    Parameters
+    ----------
+    path : path-like
+        The experiment's ``output.store``.
+    group : {"analysis", "forecast", "diagnostics", "fluxes", "checkpoint"}
+    snapshot : str, optional
+        An icechunk snapshot id (default: the last committed cycle).
+
+    Examples
+    --------
+    >>> ds = open_output("xldas-demo/enkf", "analysis")  # doctest: +SKIP
+    >>> ds.sm.sel(layer=0).mean(["lat", "lon"]).plot()  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not _is_repo(path):
+        raise StoreError(f"{path} is not an xldas experiment store")
+    repo = _repo(path, create=False)
+    session = (
+        repo.readonly_session(snapshot_id=snapshot)
+        if snapshot
+        else repo.readonly_session(branch=_BRANCH)
+    )
+    try:
+        return xr.open_zarr(session.store, group=group, consolidated=False, zarr_format=3)
+    except Exception as exc:
+        raise StoreError(f"store {path} has no group {group!r}: {exc}") from None
