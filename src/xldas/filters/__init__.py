@@ -1,0 +1,1 @@
+"""Ensemble, sigma-point and particle filters."""

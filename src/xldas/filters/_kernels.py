@@ -1,0 +1,707 @@
+"""Filter kernels on plain arrays (no xarray).
+
+Core dimensions are the member (or sigma-point) axis ``N``, the state axis ``n`` and the
+observation axis ``m``; every kernel is batched over any leading (pixel) axes. Numba
+kernels are :func:`xldas._numba.gufunc` objects; each has a NumPy reference
+(``*_reference``) that the tests compare it with.
+
+Conventions shared by all ensemble kernels (SCIENCE.md §C12):
+
+- ``d`` is the innovation ``y - mean(HE)`` per observation, with missing or rejected
+  observations filled with 0, and ``rinv`` the inverse observation-error variance, 0 for
+  a missing or rejected observation (so it simply drops out of every formula). A full
+  error covariance is whitened by the caller before the kernels see it.
+- ``infl`` multiplies the forecast anomalies of ``E`` and ``HE`` (covariance × infl²).
+- ``rtpp``/``rtps`` relax the analysis anomalies towards the (uninflated) forecast
+  anomalies, per state element, after the update (0 = off).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from xldas._numba import gufunc, njit
+
+__all__ = [
+    "effective_sample_size",
+    "enkf_1obs",
+    "enkf_general",
+    "enkf_reference",
+    "etkf_1obs",
+    "etkf_general",
+    "etkf_reference",
+    "gaspari_cohn",
+    "letkf_grid",
+    "letkf_grid_reference",
+    "letkf_taper",
+    "letkf_taper_reference",
+    "philox_normal",
+    "philox_normal_reference",
+    "relax_reference",
+    "screen_observations",
+    "systematic_resample",
+    "systematic_resample_reference",
+    "unscented_weights",
+]
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+# --------------------------------------------------------------------- Gaspari–Cohn
+def gaspari_cohn(r):
+    """Gaspari & Cohn (1999, QJRMS 125:723, eq. 4.10) 5th-order taper of ``r = |d|/c``.
+
+    ``c`` is the half-width; the support is ``2c`` and ``GC(1) = 5/24``.
+
+    Examples
+    --------
+    >>> gaspari_cohn(np.array([0.0, 1.0, 2.0])).round(6).tolist()
+    [1.0, 0.208333, 0.0]
+    """
+    r = np.abs(np.asarray(r, dtype=float))
+    out = np.zeros_like(r)
+    a = r <= 1.0
+    b = (r > 1.0) & (r < 2.0)
+    ra = r[a]
+    out[a] = -(ra**5) / 4 + ra**4 / 2 + 5 * ra**3 / 8 - 5 * ra**2 / 3 + 1
+    rb = r[b]
+    out[b] = rb**5 / 12 - rb**4 / 2 + 5 * rb**3 / 8 + 5 * rb**2 / 3 - 5 * rb + 4 - 2 / (3 * rb)
+    return out
+
+
+@njit
+def _gc(r):
+    r = abs(r)
+    if r <= 1.0:
+        return -(r**5) / 4 + r**4 / 2 + 5 * r**3 / 8 - 5 * r**2 / 3 + 1
+    if r < 2.0:
+        return r**5 / 12 - r**4 / 2 + 5 * r**3 / 8 + 5 * r**2 / 3 - 5 * r + 4 - 2 / (3 * r)
+    return 0.0
+
+
+# ----------------------------------------------------------------- unscented weights
+def unscented_weights(n, alpha=1.0, beta=2.0, kappa=0.0):
+    """Scaled unscented transform weights (Wan & van der Merwe 2000).
+
+    Returns ``(lam, wm, wc)`` with ``wm``/``wc`` of length ``2n+1``.
+
+    Examples
+    --------
+    >>> lam, wm, wc = unscented_weights(2, 1.0, 2.0, 1.0)
+    >>> lam, round(wm[0], 6), round(wc[0], 6), round(wm[1], 6)
+    (1.0, 0.333333, 2.333333, 0.166667)
+    """
+    lam = alpha**2 * (n + kappa) - n
+    wm = np.full(2 * n + 1, 1.0 / (2 * (n + lam)))
+    wc = wm.copy()
+    wm[0] = lam / (n + lam)
+    wc[0] = lam / (n + lam) + (1 - alpha**2 + beta)
+    return float(lam), wm, wc
+
+
+# ------------------------------------------------------------------ screening (QC)
+def screen_observations(HE, y, R, gross=np.inf):
+    """Innovations and inverse error variances after NaN and gross-error screening.
+
+    Parameters
+    ----------
+    HE : (..., N, m) predicted observations per member.
+    y : (..., m) observations (NaN = none).
+    R : (..., m) observation-error variances (NaN where there is no observation).
+    gross : reject when ``|y - mean(HE)| > gross * sqrt(var(HE) + R)``; ``inf`` disables.
+
+    Returns
+    -------
+    d : (..., m) innovation ``y - mean(HE)``, 0 where unused.
+    rinv : (..., m) ``1/R`` for used observations, 0 otherwise.
+    used, rejected : (..., m) booleans.
+    """
+    HE = np.asarray(HE)
+    hbar = HE.mean(axis=-2)
+    innov = y - hbar
+    valid = np.isfinite(y) & np.isfinite(R) & np.isfinite(hbar)
+    with np.errstate(invalid="ignore"):
+        if np.isfinite(gross):
+            var = HE.var(axis=-2, ddof=1)
+            rejected = valid & ~(np.abs(innov) <= gross * np.sqrt(var + R))
+        else:
+            rejected = np.zeros(valid.shape, bool)
+        used = valid & ~rejected
+        d = np.where(used, innov, 0.0)
+        rinv = np.where(used, 1.0 / np.where(used, R, 1.0), 0.0)
+    return d, rinv, used, rejected
+
+
+# ------------------------------------------------------------------- relaxation
+def relax_reference(Ef, Ea, rtpp=0.0, rtps=0.0):
+    """RTPP (Zhang et al. 2004) or RTPS (Whitaker & Hamill 2012) on (..., N, n) arrays."""
+    if not (rtpp or rtps):
+        return Ea
+    mf = Ef.mean(axis=-2, keepdims=True)
+    ma = Ea.mean(axis=-2, keepdims=True)
+    Xf, Xa = Ef - mf, Ea - ma
+    if rtpp:
+        return ma + (1 - rtpp) * Xa + rtpp * Xf
+    sf = np.sqrt((Xf**2).sum(axis=-2, keepdims=True))
+    sa = np.sqrt((Xa**2).sum(axis=-2, keepdims=True))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fac = np.where(sa > 0, rtps * (sf - sa) / np.where(sa > 0, sa, 1.0) + 1.0, 1.0)
+    return ma + fac * Xa
+
+
+@njit
+def _relax_col(E, out, j, rtpp, rtps):
+    if rtpp == 0.0 and rtps == 0.0:
+        return
+    N = E.shape[0]
+    mf = 0.0
+    ma = 0.0
+    for i in range(N):
+        mf += E[i, j]
+        ma += out[i, j]
+    mf /= N
+    ma /= N
+    if rtpp != 0.0:
+        for i in range(N):
+            out[i, j] = ma + (1.0 - rtpp) * (out[i, j] - ma) + rtpp * (E[i, j] - mf)
+        return
+    sf = 0.0
+    sa = 0.0
+    for i in range(N):
+        sf += (E[i, j] - mf) ** 2
+        sa += (out[i, j] - ma) ** 2
+    if sa > 0.0:
+        fac = rtps * (math.sqrt(sf) - math.sqrt(sa)) / math.sqrt(sa) + 1.0
+        for i in range(N):
+            out[i, j] = ma + fac * (out[i, j] - ma)
+
+
+# -------------------------------------------------------------------------- EnKF
+def enkf_reference(E, HE, d, rinv, eps, infl=1.0, rtpp=0.0, rtps=0.0):
+    """Stochastic EnKF (Burgers et al. 1998) in ensemble space, NumPy reference.
+
+    ``eps`` (..., N, m) are the observation perturbations (already scaled by the error
+    standard deviation, centred by the caller when asked). Per member,
+    ``x_i += K (y + eps_i - HE_i)`` with ``K = Pxy (Pyy + R)^-1`` written as
+    ``X' (Y'^T R^-1 Y' + (N-1) I)^-1 Y'^T R^-1`` so that ``rinv = 0`` drops an observation.
+    """
+    N = E.shape[-2]
+    X = infl * (E - E.mean(axis=-2, keepdims=True))
+    Y = infl * (HE - HE.mean(axis=-2, keepdims=True))
+    D = d[..., None, :] + np.where(rinv[..., None, :] > 0, eps, 0.0) - Y
+    C = Y * rinv[..., None, :]
+    A = C @ np.swapaxes(Y, -1, -2) + (N - 1) * np.eye(N)
+    W = np.linalg.solve(A, C @ np.swapaxes(D, -1, -2))
+    Ea = E.mean(axis=-2, keepdims=True) + X + np.swapaxes(W, -1, -2) @ X
+    return relax_reference(E, Ea, rtpp, rtps)
+
+
+@gufunc(
+    [
+        "void(float64[:,:], float64[:,:], float64[:], float64[:], float64[:,:], float64, float64, float64, float64[:,:])"
+    ],
+    "(N,n),(N,m),(m),(m),(N,m),(),(),()->(N,n)",
+)
+def enkf_general(E, HE, d, rinv, eps, infl, rtpp, rtps, out):
+    """Stochastic EnKF for any number of observations per pixel (see :func:`enkf_reference`)."""
+    N, n = E.shape
+    m = HE.shape[1]
+    Y = np.empty((N, m))
+    for k in range(m):
+        hb = 0.0
+        for i in range(N):
+            hb += HE[i, k]
+        hb /= N
+        for i in range(N):
+            Y[i, k] = infl * (HE[i, k] - hb)
+    A = np.zeros((N, N))
+    B = np.zeros((N, N))
+    for a in range(N):
+        A[a, a] = N - 1.0
+        for b in range(N):
+            s = 0.0
+            t = 0.0
+            for k in range(m):
+                if rinv[k] > 0.0:
+                    c = Y[a, k] * rinv[k]
+                    s += c * Y[b, k]
+                    t += c * (d[k] + eps[b, k] - Y[b, k])
+            A[a, b] += s
+            B[a, b] = t
+    W = np.linalg.solve(A, B)
+    for j in range(n):
+        mj = 0.0
+        for i in range(N):
+            mj += E[i, j]
+        mj /= N
+        for i in range(N):
+            acc = mj + infl * (E[i, j] - mj)
+            for a in range(N):
+                acc += infl * (E[a, j] - mj) * W[a, i]
+            out[i, j] = acc
+        _relax_col(E, out, j, rtpp, rtps)
+
+
+@gufunc(
+    [
+        "void(float64[:,:], float64[:], float64, float64, float64[:], float64, float64, float64, float64[:,:])"
+    ],
+    "(N,n),(N),(),(),(N),(),(),()->(N,n)",
+)
+def enkf_1obs(E, HE, d, rinv, eps, infl, rtpp, rtps, out):
+    """Stochastic EnKF with one observation per pixel: closed form, no allocation.
+
+    ``x_ij += Pxy_j / (Pyy + R) * (d + eps_i - Y_i)``.
+    """
+    N, n = E.shape
+    hb = 0.0
+    for i in range(N):
+        hb += HE[i]
+    hb /= N
+    yy = 0.0
+    for i in range(N):
+        yy += (infl * (HE[i] - hb)) ** 2
+    denom = (N - 1.0) + rinv * yy
+    for j in range(n):
+        mj = 0.0
+        for i in range(N):
+            mj += E[i, j]
+        mj /= N
+        xy = 0.0
+        for i in range(N):
+            xy += (E[i, j] - mj) * (HE[i] - hb)
+        g = infl * infl * xy * rinv / denom
+        for i in range(N):
+            dev = d + eps[i] - infl * (HE[i] - hb) if rinv > 0.0 else 0.0
+            out[i, j] = mj + infl * (E[i, j] - mj) + g * dev
+        _relax_col(E, out, j, rtpp, rtps)
+
+
+# -------------------------------------------------------------------------- ETKF
+def _etkf_transform_reference(Y, d, rinv):
+    """Return T (..., N, N) with X_a' + mean shift = X' T (symmetric root + mean weights)."""
+    N = Y.shape[-2]
+    C = Y * rinv[..., None, :]
+    A = C @ np.swapaxes(Y, -1, -2) + (N - 1) * np.eye(N)
+    lam, V = np.linalg.eigh(A)
+    Pt = (V / lam[..., None, :]) @ np.swapaxes(V, -1, -2)
+    W = (V * np.sqrt((N - 1) / lam)[..., None, :]) @ np.swapaxes(V, -1, -2)
+    wbar = Pt @ (C @ d[..., :, None])  # (..., N, 1)
+    return W + wbar
+
+
+def etkf_reference(E, HE, d, rinv, infl=1.0, rtpp=0.0, rtps=0.0):
+    """ETKF with the symmetric square root (Hunt et al. 2007), NumPy reference."""
+    X = infl * (E - E.mean(axis=-2, keepdims=True))
+    Y = infl * (HE - HE.mean(axis=-2, keepdims=True))
+    T = _etkf_transform_reference(Y, d, rinv)
+    Ea = E.mean(axis=-2, keepdims=True) + np.swapaxes(T, -1, -2) @ X
+    return relax_reference(E, Ea, rtpp, rtps)
+
+
+@njit
+def _etkf_transform(Y, d, r, T):
+    """T = W + wbar 1^T for inflated obs anomalies Y (N, k), innovations d, weights r."""
+    N = Y.shape[0]
+    k = Y.shape[1]
+    A = np.zeros((N, N))
+    Cd = np.zeros(N)
+    for a in range(N):
+        A[a, a] = N - 1.0
+        for q in range(k):
+            Cd[a] += Y[a, q] * r[q] * d[q]
+        for b in range(a, N):
+            s = 0.0
+            for q in range(k):
+                s += Y[a, q] * r[q] * Y[b, q]
+            A[a, b] += s
+            if b != a:
+                A[b, a] += s
+    lam, V = np.linalg.eigh(A)
+    wbar = np.zeros(N)
+    for a in range(N):
+        for b in range(a, N):
+            w = 0.0
+            p = 0.0
+            for e in range(N):
+                w += V[a, e] * math.sqrt((N - 1.0) / lam[e]) * V[b, e]
+                p += V[a, e] / lam[e] * V[b, e]
+            T[a, b] = w
+            T[b, a] = w
+            wbar[a] += p * Cd[b]
+            if b != a:
+                wbar[b] += p * Cd[a]
+    for a in range(N):
+        for c in range(N):
+            T[a, c] += wbar[a]
+
+
+@gufunc(
+    [
+        "void(float64[:,:], float64[:,:], float64[:], float64[:], float64, float64, float64, float64[:,:])"
+    ],
+    "(N,n),(N,m),(m),(m),(),(),()->(N,n)",
+)
+def etkf_general(E, HE, d, rinv, infl, rtpp, rtps, out):
+    """ETKF (symmetric square root) for any number of observations per pixel."""
+    N, n = E.shape
+    m = HE.shape[1]
+    Y = np.empty((N, m))
+    for k in range(m):
+        hb = 0.0
+        for i in range(N):
+            hb += HE[i, k]
+        hb /= N
+        for i in range(N):
+            Y[i, k] = infl * (HE[i, k] - hb)
+    T = np.empty((N, N))
+    _etkf_transform(Y, d, rinv, T)
+    for j in range(n):
+        mj = 0.0
+        for i in range(N):
+            mj += E[i, j]
+        mj /= N
+        for i in range(N):
+            acc = mj
+            for a in range(N):
+                acc += infl * (E[a, j] - mj) * T[a, i]
+            out[i, j] = acc
+        _relax_col(E, out, j, rtpp, rtps)
+
+
+@gufunc(
+    ["void(float64[:,:], float64[:], float64, float64, float64, float64, float64, float64[:,:])"],
+    "(N,n),(N),(),(),(),(),()->(N,n)",
+)
+def etkf_1obs(E, HE, d, rinv, infl, rtpp, rtps, out):
+    """ETKF with one observation per pixel: rank-one closed form, no allocation.
+
+    With ``A = (N-1) I + r Y Y^T`` the symmetric root is
+    ``W = I + beta Y Y^T/|Y|^2``, ``beta = (1 + r|Y|^2/(N-1))^(-1/2) - 1``, and the mean
+    weights are ``Y r d / (N - 1 + r|Y|^2)``.
+    """
+    N, n = E.shape
+    hb = 0.0
+    for i in range(N):
+        hb += HE[i]
+    hb /= N
+    yy = 0.0
+    for i in range(N):
+        yy += (infl * (HE[i] - hb)) ** 2
+    s = rinv * yy
+    beta = 1.0 / math.sqrt(1.0 + s / (N - 1.0)) - 1.0
+    proj = beta / yy if yy > 0.0 else 0.0
+    wmean = rinv * d / (N - 1.0 + s)
+    for j in range(n):
+        mj = 0.0
+        for i in range(N):
+            mj += E[i, j]
+        mj /= N
+        xy = 0.0
+        for i in range(N):
+            xy += infl * (E[i, j] - mj) * infl * (HE[i] - hb)
+        shift = mj + xy * wmean
+        for i in range(N):
+            out[i, j] = shift + infl * (E[i, j] - mj) + proj * xy * infl * (HE[i] - hb)
+        _relax_col(E, out, j, rtpp, rtps)
+
+
+# ------------------------------------------------------------------------- LETKF
+def letkf_taper_reference(E, HE, d, rinv, rho, infl=1.0, rtpp=0.0, rtps=0.0):
+    """LETKF with R-localisation: state element j uses ``rinv * rho[j]`` (NumPy reference).
+
+    ``rho`` (..., n, m) holds the Gaspari–Cohn weights between state elements and
+    observations (Hunt et al. 2007).
+    """
+    X = infl * (E - E.mean(axis=-2, keepdims=True))
+    Y = infl * (HE - HE.mean(axis=-2, keepdims=True))
+    Ea = np.empty_like(E)
+    mean = E.mean(axis=-2)
+    for j in range(E.shape[-1]):
+        T = _etkf_transform_reference(Y, d, rinv * rho[..., j, :])
+        Ea[..., :, j] = mean[..., j][..., None] + np.einsum("...ai,...a->...i", T, X[..., :, j])
+    return relax_reference(E, Ea, rtpp, rtps)
+
+
+@gufunc(
+    [
+        "void(float64[:,:], float64[:,:], float64[:], float64[:], float64[:,:], float64, float64, float64, float64[:,:])"
+    ],
+    "(N,n),(N,m),(m),(m),(n,m),(),(),()->(N,n)",
+)
+def letkf_taper(E, HE, d, rinv, rho, infl, rtpp, rtps, out):
+    """LETKF on plain arrays: one local ETKF per state element (see the reference)."""
+    N, n = E.shape
+    m = HE.shape[1]
+    Yall = np.empty((N, m))
+    for k in range(m):
+        hb = 0.0
+        for i in range(N):
+            hb += HE[i, k]
+        hb /= N
+        for i in range(N):
+            Yall[i, k] = infl * (HE[i, k] - hb)
+    T = np.empty((N, N))
+    for j in range(n):
+        cnt = 0
+        for k in range(m):
+            if rinv[k] * rho[j, k] > 0.0:
+                cnt += 1
+        Y = np.empty((N, cnt))
+        dl = np.empty(cnt)
+        rl = np.empty(cnt)
+        c = 0
+        for k in range(m):
+            w = rinv[k] * rho[j, k]
+            if w > 0.0:
+                for i in range(N):
+                    Y[i, c] = Yall[i, k]
+                dl[c] = d[k]
+                rl[c] = w
+                c += 1
+        _etkf_transform(Y, dl, rl, T)
+        mj = 0.0
+        for i in range(N):
+            mj += E[i, j]
+        mj /= N
+        for i in range(N):
+            acc = mj
+            for a in range(N):
+                acc += infl * (E[a, j] - mj) * T[a, i]
+            out[i, j] = acc
+        _relax_col(E, out, j, rtpp, rtps)
+
+
+@njit
+def _distance(lat1, lon1, lat2, lon2, metric):
+    if metric == 1:  # great circle, km (haversine)
+        p1 = math.radians(lat1)
+        p2 = math.radians(lat2)
+        dp = p2 - p1
+        dl = math.radians(lon2 - lon1)
+        a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+        return 2.0 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+    return math.sqrt((lat2 - lat1) ** 2 + (lon2 - lon1) ** 2)
+
+
+@gufunc(
+    [
+        "void(float64[:,:,:,:], float64[:,:,:,:], float64[:,:,:], float64[:,:,:], float64[:,:], float64[:,:], float64, int64, int64, float64, float64, float64, float64[:,:,:,:])"
+    ],
+    "(a,b,N,n),(a,b,N,m),(a,b,m),(a,b,m),(a,b),(a,b),(),(),(),(),(),()->(a,b,N,n)",
+)
+def letkf_grid(E, HE, d, rinv, ycoord, xcoord, c, halo, metric, infl, rtpp, rtps, out):
+    """LETKF on a 2-D grid of columns: each pixel's state is updated by one local ETKF.
+
+    The local observations are those of the pixels within ``halo`` cells whose
+    distance is inside the Gaspari–Cohn support ``2c``, each with ``R^-1`` times
+    ``GC(dist/c)``. ``metric`` 1 = great-circle km on (lat, lon) degrees, 0 = Euclidean
+    in the coordinate units. Pixels closer than ``halo`` to the block edge see only the
+    neighbours inside the block (the dask layer trims them off).
+    """
+    A, B, N, n = E.shape
+    m = HE.shape[3]
+    T = np.empty((N, N))
+    hbar = np.empty(m)
+    for p in range(A):
+        for q in range(B):
+            p0 = max(0, p - halo)
+            p1 = min(A, p + halo + 1)
+            q0 = max(0, q - halo)
+            q1 = min(B, q + halo + 1)
+            cnt = 0
+            for pp in range(p0, p1):
+                for qq in range(q0, q1):
+                    g = _gc(
+                        _distance(
+                            ycoord[p, q], xcoord[p, q], ycoord[pp, qq], xcoord[pp, qq], metric
+                        )
+                        / c
+                    )
+                    if g > 0.0:
+                        for k in range(m):
+                            if rinv[pp, qq, k] > 0.0:
+                                cnt += 1
+            Y = np.empty((N, cnt))
+            dl = np.empty(cnt)
+            rl = np.empty(cnt)
+            cc = 0
+            for pp in range(p0, p1):
+                for qq in range(q0, q1):
+                    g = _gc(
+                        _distance(
+                            ycoord[p, q], xcoord[p, q], ycoord[pp, qq], xcoord[pp, qq], metric
+                        )
+                        / c
+                    )
+                    if g > 0.0:
+                        for k in range(m):
+                            if rinv[pp, qq, k] > 0.0:
+                                hb = 0.0
+                                for i in range(N):
+                                    hb += HE[pp, qq, i, k]
+                                hbar[k] = hb / N
+                                for i in range(N):
+                                    Y[i, cc] = infl * (HE[pp, qq, i, k] - hbar[k])
+                                dl[cc] = d[pp, qq, k]
+                                rl[cc] = rinv[pp, qq, k] * g
+                                cc += 1
+            _etkf_transform(Y, dl, rl, T)
+            for j in range(n):
+                mj = 0.0
+                for i in range(N):
+                    mj += E[p, q, i, j]
+                mj /= N
+                for i in range(N):
+                    acc = mj
+                    for a in range(N):
+                        acc += infl * (E[p, q, a, j] - mj) * T[a, i]
+                    out[p, q, i, j] = acc
+                _relax_col(E[p, q], out[p, q], j, rtpp, rtps)
+
+
+def grid_distance_reference(ycoord, xcoord, metric):
+    """All pairwise distances (P, P) between the pixels of 2-D coordinate arrays."""
+    y = ycoord.ravel()
+    x = xcoord.ravel()
+    if metric == 1:
+        p1, p2 = np.radians(y)[:, None], np.radians(y)[None, :]
+        dl = np.radians(x[None, :] - x[:, None])
+        a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+        return 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+    return np.hypot(y[:, None] - y[None, :], x[:, None] - x[None, :])
+
+
+def letkf_grid_reference(E, HE, d, rinv, ycoord, xcoord, c, metric, infl=1.0, rtpp=0.0, rtps=0.0):
+    """NumPy reference of :func:`letkf_grid` through :func:`letkf_taper_reference`.
+
+    The grid is flattened into one state vector of ``P*n`` elements and ``P*m``
+    observations; the taper between element ``(p, j)`` and observation ``(q, k)`` is
+    ``GC(dist(p, q)/c)``.
+    """
+    A, B, N, n = E.shape
+    m = HE.shape[-1]
+    P = A * B
+    dist = grid_distance_reference(ycoord, xcoord, metric)
+    rho = np.repeat(np.repeat(gaspari_cohn(dist / c), n, axis=0), m, axis=1)
+    Ef = np.moveaxis(E.reshape(P, N, n), 0, 1).reshape(N, P * n)
+    Hf = np.moveaxis(HE.reshape(P, N, m), 0, 1).reshape(N, P * m)
+    Ea = letkf_taper_reference(Ef, Hf, d.reshape(-1), rinv.reshape(-1), rho, infl, rtpp, rtps)
+    return np.moveaxis(Ea.reshape(N, P, n), 1, 0).reshape(A, B, N, n)
+
+
+# --------------------------------------------------------------- particle filter
+def effective_sample_size(w):
+    """``1 / sum(w^2)`` of normalised weights along the last axis.
+
+    Examples
+    --------
+    >>> round(float(effective_sample_size(np.array([0.1, 0.2, 0.3, 0.4]))), 4)
+    3.3333
+    """
+    w = np.asarray(w, dtype=float)
+    return 1.0 / np.sum(w * w, axis=-1)
+
+
+def systematic_resample_reference(w, u):
+    """Systematic resampling (Kitagawa 1996), NumPy reference.
+
+    ``u`` in ``[0, 1/N)``; returns indices ``min{i : cumsum(w)_i >= u + j/N}``.
+    """
+    w = np.asarray(w, dtype=float)
+    N = w.shape[-1]
+    cw = np.cumsum(w, axis=-1)
+    cw[..., -1] = np.maximum(cw[..., -1], 1.0)
+    uj = np.asarray(u)[..., None] + np.arange(N) / N
+    idx = (cw[..., None, :] < uj[..., :, None]).sum(axis=-1)
+    return np.minimum(idx, N - 1)
+
+
+@gufunc(["void(float64[:], float64, int64[:])"], "(N),()->(N)")
+def systematic_resample(w, u, out):
+    """Systematic resampling indices (0-based); allocation-free merge of two sorted lists."""
+    N = w.shape[0]
+    i = 0
+    cw = w[0]
+    for j in range(N):
+        uj = u + j / N
+        while cw < uj and i < N - 1:
+            i += 1
+            cw += w[i]
+        out[j] = i
+
+
+# ------------------------------------------------------------- counter-based RNG
+_PHILOX_M0 = 0xD2511F53
+_PHILOX_M1 = 0xCD9E8D57
+_PHILOX_W0 = 0x9E3779B9
+_PHILOX_W1 = 0xBB67AE85
+_MASK32 = 0xFFFFFFFF
+
+
+@njit
+def _philox4x32(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 (Salmon et al. 2011, SC'11) on 32-bit words held in int64."""
+    for _ in range(10):
+        p0 = _PHILOX_M0 * c0
+        p1 = _PHILOX_M1 * c2
+        hi0 = (p0 >> 32) & _MASK32
+        lo0 = p0 & _MASK32
+        hi1 = (p1 >> 32) & _MASK32
+        lo1 = p1 & _MASK32
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0 = (k0 + _PHILOX_W0) & _MASK32
+        k1 = (k1 + _PHILOX_W1) & _MASK32
+    return c0, c1, c2, c3
+
+
+@gufunc(["void(int64, int64, int64, int64, float64[:], float64[:])"], "(),(),(),(),(k)->(k)")
+def philox_normal(index, seed, cycle, purpose, template, out):
+    """Standard normal numbers, a pure function of (seed, cycle, purpose, index, k).
+
+    ``index`` is the global position of the pixel (row-major over the full grid), so the
+    numbers do not depend on chunking or restarts. Box–Muller on Philox4x32-10 output.
+    ``template`` only fixes the length ``k``.
+    """
+    k = out.shape[0]
+    k0 = seed & _MASK32
+    k1 = ((seed >> 32) ^ (purpose * 0x85EBCA6B)) & _MASK32
+    c1 = (index >> 32) & _MASK32
+    c3 = cycle & _MASK32
+    for blk in range((k + 1) // 2):
+        r0, r1, _r2, _r3 = _philox4x32(index & _MASK32, c1, blk & _MASK32, c3, k0, k1)
+        u1 = (r0 + 0.5) / 4294967296.0
+        u2 = (r1 + 0.5) / 4294967296.0
+        rad = math.sqrt(-2.0 * math.log(u1))
+        out[2 * blk] = rad * math.cos(2.0 * math.pi * u2)
+        if 2 * blk + 1 < k:
+            out[2 * blk + 1] = rad * math.sin(2.0 * math.pi * u2)
+
+
+def philox_normal_reference(index, seed, cycle, purpose, k):
+    """NumPy reference of :func:`philox_normal` (vectorised Philox4x32-10 + Box–Muller)."""
+    index = np.asarray(index, dtype=np.uint64)
+    nb = (k + 1) // 2
+    M = np.uint64(_MASK32)
+    blk = np.arange(nb, dtype=np.uint64)
+    c0 = np.broadcast_to(index[..., None] & M, (*index.shape, nb)).astype(np.uint64)
+    c1 = np.broadcast_to((index[..., None] >> np.uint64(32)) & M, c0.shape).astype(np.uint64)
+    c2 = np.broadcast_to(blk, c0.shape).astype(np.uint64)
+    c3 = np.full(c0.shape, np.uint64(cycle) & M, dtype=np.uint64)
+    k0 = np.uint64(seed) & M
+    k1 = (np.uint64(seed >> 32) ^ np.uint64((purpose * 0x85EBCA6B) & 0xFFFFFFFFFFFFFFFF)) & M
+    for _ in range(10):
+        p0 = np.uint64(_PHILOX_M0) * c0
+        p1 = np.uint64(_PHILOX_M1) * c2
+        hi0, lo0 = (p0 >> np.uint64(32)) & M, p0 & M
+        hi1, lo1 = (p1 >> np.uint64(32)) & M, p1 & M
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0 = (k0 + np.uint64(_PHILOX_W0)) & M
+        k1 = (k1 + np.uint64(_PHILOX_W1)) & M
+    u1 = (c0.astype(float) + 0.5) / 4294967296.0
+    u2 = (c1.astype(float) + 0.5) / 4294967296.0
+    rad = np.sqrt(-2.0 * np.log(u1))
+    z = np.stack([rad * np.cos(2 * np.pi * u2), rad * np.sin(2 * np.pi * u2)], axis=-1)
+    return z.reshape((*index.shape, 2 * nb))[..., :k]
