@@ -61,7 +61,7 @@ _ZARR_KW = {"consolidated": False, "zarr_format": 3}
 _BRANCH = "main"
 
 
-def _fault(point: str) -> None:
+def _fault(point: str, cycle: int | None = None) -> None:
     """Test hook: ``XLDAS_FAULT=point[:cycle]`` SIGKILLs this process at ``point``.
 
     Points: ``forecast`` (forecast computed, nothing written), ``write`` (outputs written to
@@ -75,7 +75,7 @@ def _fault(point: str) -> None:
     name, _, cyc = spec.partition(":")
     if name != point:
         return
-    if cyc and os.environ.get("XLDAS_FAULT_CYCLE_NOW") != cyc:
+    if cyc and str(cycle) != cyc:
         return
     import signal
 
@@ -185,8 +185,18 @@ class CommitInfo:
     snapshot: str
 
 
+_LOGS_SET = False
+
+
 def _repo(path: Path, create: bool):
     import icechunk
+
+    global _LOGS_SET
+    if not _LOGS_SET and "ICECHUNK_LOG" not in os.environ:
+        # one writer per store is guaranteed by WriterLock: icechunk's warning that local
+        # filesystems are unsafe for concurrent commits does not apply
+        icechunk.set_logs_filter("error")
+        _LOGS_SET = True
 
     storage = icechunk.local_filesystem_storage(str(path))
     if create:
@@ -458,7 +468,7 @@ class CycleStore:
                 ds.to_zarr(session.store, group=group, mode="w-", encoding=enc, **_ZARR_KW)
             else:
                 ds.to_zarr(session.store, group=group, append_dim="time", **_ZARR_KW)
-            _fault("write")
+            _fault("write", cycle)
         sums = checksums(checkpoint)
         ck = checkpoint.copy()
         ck.attrs.update(
@@ -482,12 +492,13 @@ class CycleStore:
                 **({"xldas_obs_ledger": json.dumps(ledger)} if ledger is not None else {}),
             }
         )
-        _fault("commit")
+        _fault("commit", cycle)
         snap = session.commit(
             message or f"cycle {cycle} {time.isoformat()}",
             metadata={"cycle": int(cycle), "time": time.isoformat()},
         )
-        _fault("committed")
+        _fault("committed", cycle)
+        self._last_checkpoint = ck
         return snap
 
 
