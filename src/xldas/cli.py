@@ -125,6 +125,11 @@ def catalog_show(
 # registered with @app.command("name"). Keep the library doing the work.
 # ---------------------------------------------------------------------------------------
 
+# cycling engine: `xldas demo`, `xldas run EXPERIMENT.yaml`, `xldas cycle EXPERIMENT.yaml`
+from xldas.cycle.commands import register as _register_cycle_commands  # noqa: E402
+
+_register_cycle_commands(app)
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()
