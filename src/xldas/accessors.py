@@ -56,7 +56,13 @@ class _LdasAccessor:
     # (methods of the land-model layer are added here)
 
     # ------------------------------------------------------------------ obs
-    # (methods of the observation-operator layer are added here)
+    def observe(self, operator, params=None):
+        """Predicted observations per member, lazily: ``operator(state, params)``.
+
+        ``operator`` is an :mod:`xldas.obs` operator (``TauOmega``, ``WaterCloud``,
+        ``CosmicRay``, ``Identity``). See :func:`xldas.obs.observe`.
+        """
+        return _call("obs", "observe", self._obj, operator, params)
 
     # -------------------------------------------------------------- filters
     # (methods of the assimilation layer are added here)
