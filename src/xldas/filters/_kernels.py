@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 EARTH_RADIUS_KM = 6371.0088
+SQRT3 = math.sqrt(3.0)
 
 
 # --------------------------------------------------------------------- Gaspari–Cohn
@@ -90,7 +91,7 @@ def unscented_weights(n, alpha=1.0, beta=2.0, kappa=0.0):
     Examples
     --------
     >>> lam, wm, wc = unscented_weights(2, 1.0, 2.0, 1.0)
-    >>> lam, round(wm[0], 6), round(wc[0], 6), round(wm[1], 6)
+    >>> lam, round(float(wm[0]), 6), round(float(wc[0]), 6), round(float(wm[1]), 6)
     (1.0, 0.333333, 2.333333, 0.166667)
     """
     lam = alpha**2 * (n + kappa) - n
@@ -705,3 +706,200 @@ def philox_normal_reference(index, seed, cycle, purpose, k):
     rad = np.sqrt(-2.0 * np.log(u1))
     z = np.stack([rad * np.cos(2 * np.pi * u2), rad * np.sin(2 * np.pi * u2)], axis=-1)
     return z.reshape((*index.shape, 2 * nb))[..., :k]
+
+
+# ------------------------------------------------------------ sigma-point filters
+# Batched NumPy kernels (pixels on the leading axes, small dense matrices in the core);
+# the covariance forms are the reference of the square-root forms and both reproduce
+# the exact Kalman analysis on linear-Gaussian problems (SCIENCE.md E34).
+def _mT(a):
+    return np.swapaxes(a, -1, -2)
+
+
+def sqrt_psd(P):
+    """Lower Cholesky factor of a symmetric matrix, made safe for semi-definite input.
+
+    Uses Cholesky when it succeeds for the whole batch; otherwise the symmetric
+    eigen-decomposition with negative eigenvalues clipped to 0 followed by a QR
+    triangularisation, so that the result is always finite.
+    """
+    P = 0.5 * (P + _mT(P))
+    try:
+        return np.linalg.cholesky(P)
+    except np.linalg.LinAlgError:
+        lam, V = np.linalg.eigh(P)
+        root = V * np.sqrt(np.clip(lam, 0.0, None))[..., None, :]
+        return tria(root)
+
+
+def tria(A):
+    """Lower-triangular S with ``S S^T = A A^T`` from the QR factors of ``A^T``.
+
+    ``A`` is (..., n, k); ``k < n`` is padded with zero columns. Diagonal signs are made
+    non-negative.
+    """
+    n, k = A.shape[-2:]
+    if k < n:
+        A = np.concatenate([A, np.zeros((*A.shape[:-1], n - k))], axis=-1)
+    r = np.linalg.qr(_mT(A), mode="r")[..., :n, :]
+    S = _mT(r)
+    sign = np.where(np.diagonal(S, axis1=-2, axis2=-1) < 0, -1.0, 1.0)
+    return S * sign[..., None, :]
+
+
+def cholupdate(S, u, sign=1.0):
+    """Rank-one update (``sign=+1``) or downdate (``-1``) of a lower Cholesky factor.
+
+    Returns ``S'`` with ``S' S'^T = S S^T + sign u u^T`` (batched over leading axes). A
+    downdate that would lose positive definiteness is stopped at a zero pivot instead of
+    producing NaN.
+    """
+    S = np.array(S, dtype=float, copy=True)
+    u = np.array(u, dtype=float, copy=True)
+    n = S.shape[-1]
+    for k in range(n):
+        skk = S[..., k, k]
+        r2 = skk * skk + sign * u[..., k] ** 2
+        r = np.sqrt(np.maximum(r2, 0.0))
+        safe = skk != 0
+        c = np.where(safe, r / np.where(safe, skk, 1.0), 1.0)
+        s = np.where(safe, u[..., k] / np.where(safe, skk, 1.0), 0.0)
+        S[..., k, k] = r
+        if k + 1 < n:
+            cz = np.where(c == 0, 1.0, c)[..., None]
+            col = (S[..., k + 1 :, k] + sign * s[..., None] * u[..., k + 1 :]) / cz
+            col = np.where((c == 0)[..., None], 0.0, col)
+            S[..., k + 1 :, k] = col
+            u[..., k + 1 :] = c[..., None] * u[..., k + 1 :] - s[..., None] * col
+    return S
+
+
+def sigma_points_from_sqrt(x, S, scale):
+    """Symmetric sigma points ``x, x + scale S_i, x - scale S_i`` → (..., 2n+1, n)."""
+    cols = _mT(S) * scale
+    x = x[..., None, :]
+    return np.concatenate([x, x + cols, x - cols], axis=-2)
+
+
+def _sqrt_q(Q, n, shape):
+    if Q is None:
+        return None
+    Q = np.asarray(Q, dtype=float)
+    if Q.ndim >= 2 and Q.shape[-2:] == (n, n):
+        return sqrt_psd(np.broadcast_to(Q, (*shape, n, n)))
+    q = np.broadcast_to(Q, (*shape, n))
+    return np.sqrt(q)[..., :, None] * np.eye(n)
+
+
+def sigma_predict(kind, X, wm, wc, Q=None, h=SQRT3):
+    """Forecast moments of propagated sigma points ``X`` (..., 2n+1, n).
+
+    ``kind`` is ``"ukf"``, ``"srukf"``, ``"cdkf"`` or ``"srcdkf"``. Returns the mean
+    (..., n) and the lower square root of the forecast covariance (..., n, n), with the
+    additive process noise ``Q`` (variances (..., n) or a full (..., n, n) matrix).
+    """
+    n = X.shape[-1]
+    shape = X.shape[:-2]
+    wm = np.broadcast_to(wm, (*shape, 2 * n + 1))
+    wc = np.broadcast_to(wc, (*shape, 2 * n + 1))
+    sq = _sqrt_q(Q, n, shape)
+    if kind in ("ukf", "srukf"):
+        xm = np.einsum("...p,...pn->...n", wm, X)
+        dev = X - xm[..., None, :]
+        if kind == "ukf":
+            P = np.einsum("...p,...pi,...pj->...ij", wc, dev, dev)
+            if sq is not None:
+                P = P + sq @ _mT(sq)
+            return xm, sqrt_psd(P)
+        A = _mT(np.sqrt(wc[..., 1:, None]) * dev[..., 1:, :])
+        if sq is not None:
+            A = np.concatenate([A, sq], axis=-1)
+        S = tria(A)
+        w0 = wc[..., 0]
+        u = np.sqrt(np.abs(w0))[..., None] * dev[..., 0, :]
+        if np.all(w0 >= 0):
+            return xm, cholupdate(S, u, 1.0)
+        if np.all(w0 < 0):
+            return xm, cholupdate(S, u, -1.0)
+        raise ValueError("mixed signs of the central covariance weight")
+    if kind in ("cdkf", "srcdkf"):
+        h2 = h * h
+        wm0, wmi = (h2 - n) / h2, 1.0 / (2 * h2)
+        wc1, wc2 = 1.0 / (4 * h2), (h2 - 1.0) / (4 * h2 * h2)
+        xm = wm0 * X[..., 0, :] + wmi * X[..., 1:, :].sum(axis=-2)
+        a = _mT(X[..., 1 : n + 1, :] - X[..., n + 1 :, :])
+        b = _mT(X[..., 1 : n + 1, :] + X[..., n + 1 :, :] - 2 * X[..., :1, :])
+        if kind == "cdkf":
+            P = wc1 * a @ _mT(a) + wc2 * b @ _mT(b)
+            if sq is not None:
+                P = P + sq @ _mT(sq)
+            return xm, sqrt_psd(P)
+        blocks = [math.sqrt(wc1) * a, math.sqrt(wc2) * b]
+        if sq is not None:
+            blocks.append(sq)
+        return xm, tria(np.concatenate(blocks, axis=-1))
+    raise ValueError(f"unknown sigma-point kind {kind!r}")
+
+
+def sigma_update(kind, Xp, xm, S, Y, yw, wm, wc, h=SQRT3):
+    """Measurement update of the prior sigma points ``Xp`` drawn from (``xm``, ``S``).
+
+    ``Y`` (..., 2n+1, m) are the predicted observations of ``Xp`` and ``yw`` (..., m) the
+    observations, both already whitened (``R = I``; a missing observation is a zero row
+    and a zero value, which gives it zero gain). Returns the analysis mean and lower
+    square-root covariance.
+    """
+    n = Xp.shape[-1]
+    m = Y.shape[-1]
+    shape = Xp.shape[:-2]
+    eye = np.broadcast_to(np.eye(m), (*shape, m, m))
+    if kind in ("ukf", "srukf"):
+        wm = np.broadcast_to(wm, (*shape, 2 * n + 1))
+        wc = np.broadcast_to(wc, (*shape, 2 * n + 1))
+        ym = np.einsum("...p,...pm->...m", wm, Y)
+        dy = Y - ym[..., None, :]
+        dx = Xp - xm[..., None, :]
+        Pxy = np.einsum("...p,...pi,...pj->...ij", wc, dx, dy)
+        if kind == "ukf":
+            Pyy = np.einsum("...p,...pi,...pj->...ij", wc, dy, dy) + eye
+            K = _mT(np.linalg.solve(Pyy, _mT(Pxy)))
+            x = xm + np.einsum("...ij,...j->...i", K, yw - ym)
+            P = S @ _mT(S) - K @ Pyy @ _mT(K)
+            return x, sqrt_psd(P)
+        A = np.concatenate([_mT(np.sqrt(wc[..., 1:, None]) * dy[..., 1:, :]), eye], axis=-1)
+        Sy = tria(A)
+        w0 = wc[..., 0]
+        u = np.sqrt(np.abs(w0))[..., None] * dy[..., 0, :]
+        Sy = cholupdate(Sy, u, 1.0 if np.all(w0 >= 0) else -1.0)
+        K = _mT(_tri_solve_pair(Sy, _mT(Pxy)))
+        x = xm + np.einsum("...ij,...j->...i", K, yw - ym)
+        U = K @ Sy
+        Sa = S
+        for k in range(m):
+            Sa = cholupdate(Sa, U[..., :, k], -1.0)
+        return x, Sa
+    if kind in ("cdkf", "srcdkf"):
+        h2 = h * h
+        wm0, wmi = (h2 - n) / h2, 1.0 / (2 * h2)
+        wc1, wc2 = 1.0 / (4 * h2), (h2 - 1.0) / (4 * h2 * h2)
+        ym = wm0 * Y[..., 0, :] + wmi * Y[..., 1:, :].sum(axis=-2)
+        a = _mT(Y[..., 1 : n + 1, :] - Y[..., n + 1 :, :])  # (..., m, n)
+        b = _mT(Y[..., 1 : n + 1, :] + Y[..., n + 1 :, :] - 2 * Y[..., :1, :])
+        Pxy = math.sqrt(wc1) * S @ _mT(a)
+        if kind == "cdkf":
+            Pyy = wc1 * a @ _mT(a) + wc2 * b @ _mT(b) + eye
+            K = _mT(np.linalg.solve(Pyy, _mT(Pxy)))
+            x = xm + np.einsum("...ij,...j->...i", K, yw - ym)
+            P = S @ _mT(S) - K @ Pyy @ _mT(K)
+            return x, sqrt_psd(P)
+        Sy = tria(np.concatenate([math.sqrt(wc1) * a, math.sqrt(wc2) * b, eye], axis=-1))
+        K = _mT(_tri_solve_pair(Sy, _mT(Pxy)))
+        x = xm + np.einsum("...ij,...j->...i", K, yw - ym)
+        Sa = tria(np.concatenate([S - math.sqrt(wc1) * K @ a, math.sqrt(wc2) * K @ b, K], axis=-1))
+        return x, Sa
+    raise ValueError(f"unknown sigma-point kind {kind!r}")
+
+
+def _tri_solve_pair(Sy, B):
+    """Solve ``(Sy Sy^T) Z = B`` as two solves with the triangular factors (batched)."""
+    return np.linalg.solve(_mT(Sy), np.linalg.solve(Sy, B))
