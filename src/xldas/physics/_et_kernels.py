@@ -149,7 +149,9 @@ def et0_fao56(rn_mj, g_mj, tmean_c, u2_ms, es_kpa, ea_kpa, p_kpa, cn, cd):
     """
     delta = slope_svp(saturation_vapour_pressure(tmean_c), tmean_c)
     gamma = psychrometric_constant(p_kpa)
-    num = 0.408 * delta * (rn_mj - g_mj) + gamma * cn / (tmean_c + 273.0) * u2_ms * (es_kpa - ea_kpa)
+    num = 0.408 * delta * (rn_mj - g_mj) + gamma * cn / (tmean_c + 273.0) * u2_ms * (
+        es_kpa - ea_kpa
+    )
     return num / (delta + gamma * (1.0 + cd * u2_ms))
 
 

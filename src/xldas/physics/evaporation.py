@@ -89,7 +89,9 @@ def actual_vapour_pressure(tmin_c, tmax_c, rh_min, rh_max):
     """
     e_min = saturation_vapour_pressure(tmin_c)
     e_max = saturation_vapour_pressure(tmax_c)
-    res = (e_min * _q(rh_max, "percent", "rh_max") + e_max * _q(rh_min, "percent", "rh_min")) / 200.0
+    res = (
+        e_min * _q(rh_max, "percent", "rh_max") + e_max * _q(rh_min, "percent", "rh_min")
+    ) / 200.0
     return _out(res, "kPa", "actual vapour pressure", "ea", "water_vapor_partial_pressure_in_air")
 
 
@@ -121,7 +123,9 @@ def solar_radiation_angstrom(sunshine_h, lat_deg, doy):
     """
     lat = np.deg2rad(lat_deg)
     n = _q(sunshine_h, "hour", "sunshine_h")
-    res = apply_kernel(_k._rs_ang_gu, n, lat, doy, history="solar_radiation_angstrom (FAO-56 eq. 35)")
+    res = apply_kernel(
+        _k._rs_ang_gu, n, lat, doy, history="solar_radiation_angstrom (FAO-56 eq. 35)"
+    )
     return _out(res, _MJ_DAY, "incoming shortwave radiation", "rs")
 
 
