@@ -53,7 +53,20 @@ class _LdasAccessor:
         return _call("io", "regrid", self._obj, target, method=method, **kwargs)
 
     # --------------------------------------------------------------- models
-    # (methods of the land-model layer are added here)
+    def step(self, forcing, params, dt=None, fluxes: bool = False, **kwargs):
+        """Advance this model state (or ensemble) through ``forcing``, lazily.
+
+        See :func:`xldas.models.step` (``perturbation=``, ``seed=``, ``validate=``).
+        """
+        return _call("models", "step", self._obj, forcing, params, dt=dt, fluxes=fluxes, **kwargs)
+
+    def perturb(self, n_members: int, **kwargs):
+        """Ensemble of ``n_members`` from this deterministic state.
+
+        See :func:`xldas.models.perturb` (``forcing_perturbation=``,
+        ``parameter_perturbation=``, ``params=``, ``state_perturbation=``, ``seed=``).
+        """
+        return _call("models", "perturb", self._obj, n_members, **kwargs)
 
     # ------------------------------------------------------------------ obs
     def observe(self, operator, params=None):
