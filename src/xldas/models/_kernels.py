@@ -41,14 +41,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from xldas._numba import gufunc
+from xldas._numba import gufunc, njit
 from xldas.physics._et_kernels import (
     degree_day_melt,
     net_radiation_surface,
     sith_split,
 )
 
-__all__ = ["land_column", "land_reference"]
+__all__ = ["clapp_hornberger", "land_column", "land_reference"]
 
 T0 = 273.15  # K
 T_SNOW = 0.0  # degC: all precipitation is snow at or below
@@ -70,6 +70,18 @@ LAMBDA_SNOW = 0.3  # W m-1 K-1
 RHO_SNOW = 250.0  # kg m-3
 FROZEN_IMPEDANCE = 0.95
 S_MIN = 1e-6
+
+
+@njit
+def clapp_hornberger(theta, theta_s, b, ksat, psi_sat):
+    """Clapp & Hornberger (1978) K(θ), ψ(θ) and D(θ) with one ``log`` and one ``exp``.
+
+    With s = θ/θ_s and p = s^b: ψ = ψ_s/p, K = K_s·p²·s³ (= K_s s^(2b+3)),
+    D = b·K_s·ψ_s/θ_s·p·s² (= b K_s ψ_s/θ_s s^(b+2)). Units of K, D follow K_s (and ψ_s).
+    """
+    s = np.maximum(theta / theta_s, S_MIN)
+    p = np.exp(b * np.log(s))
+    return ksat * p * p * s * s * s, psi_sat / p, b * ksat * psi_sat / theta_s * p * s * s
 
 
 def _sig(state: str, flux: str = "float64") -> str:
@@ -257,11 +269,9 @@ def land_column(
                     tr += u
             # 7. vertical flow (Clapp-Hornberger, linearised implicit)
             for j in range(nl):
-                s = max(th[j] / theta_s[j], S_MIN)
-                p = np.exp(b[j] * np.log(s))  # s**b
-                k = ksat[j] * imp[j] * p * p * s * s * s  # s**(2b+3)
-                kk[j] = k
-                dd[j] = b[j] * ksat[j] * imp[j] * psi_sat[j] / theta_s[j] * p * s * s  # D(theta)
+                kk[j], _psi, dd[j] = clapp_hornberger(
+                    th[j], theta_s[j], b[j], ksat[j] * imp[j], psi_sat[j]
+                )
             for j in range(nl):
                 # gravity out of layer j (into j+1, or bottom drainage)
                 c = 2.0 * b[j] + 3.0
@@ -458,9 +468,7 @@ def land_reference(
                 u = np.maximum(u, 0.0)
                 th[j] -= u / dzw[j]
                 tr += u
-            s = np.maximum(th / theta_s, S_MIN)
-            kk = ksat * imp * s ** (2.0 * b + 3.0)
-            dd = b * ksat * imp * psi_sat / theta_s * s ** (b + 2.0)
+            kk, _psi, dd = clapp_hornberger.py_func(th, theta_s, b, ksat * imp, psi_sat)
             drain = np.zeros(n)
             for j in range(nl):
                 c = 2.0 * b[j] + 3.0
