@@ -76,16 +76,22 @@ def _is_cupy(a) -> bool:
     return type(a).__module__.split(".")[0] == "cupy"
 
 
-def dispatch(kernel: Callable, reference: Callable, engine: str | None) -> Callable:
+def dispatch(
+    kernel: Callable, reference: Callable, engine: str | None, *, first_last: bool = False
+) -> Callable:
     """Return a function running the numba ``kernel`` or its NumPy ``reference``.
 
     ``engine=None`` picks numba for NumPy chunks and the NumPy reference for other array
-    types (CuPy chunks, which NumPy functions dispatch to CuPy).
+    types (CuPy chunks, which NumPy functions dispatch to CuPy). With ``first_last`` the
+    caller passes the kernel's first argument last: dask builds the output ``meta`` from the
+    first argument, so a complex permittivity there would be cast to a real output dtype.
     """
     if engine is not None and engine not in ENGINES:
         raise UnknownOptionError("engine", engine, ENGINES)
 
     def run(*args):
+        if first_last:
+            args = (args[-1], *args[:-1])
         use = engine or ("numpy" if any(_is_cupy(a) for a in args) else "numba")
         return (kernel if use == "numba" else reference)(*args)
 

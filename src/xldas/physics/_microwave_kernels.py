@@ -33,30 +33,47 @@ MIRONOV_FREQ_RANGE = (0.045, 26.5)
 
 # ------------------------------------------------------------------ dielectric: Dobson
 @njit
+def dobson_betas(sand, clay):
+    """Dobson shape exponents (beta', beta'') from sand and clay fractions."""
+    return 1.2748 - 0.519 * sand - 0.152 * clay, 1.33797 - 0.603 * sand - 0.166 * clay
+
+
+@njit
+def dobson_sigma_eff(frequency_ghz, bulk_density, sand, clay):
+    """Effective conductivity (S m-1) of Peplinski et al. (1995); never negative."""
+    if frequency_ghz >= 1.4:
+        sigma = -1.645 + 1.939 * bulk_density - 2.25622 * sand + 1.594 * clay
+    else:
+        sigma = 0.0467 + 0.2204 * bulk_density - 0.4111 * sand + 0.6614 * clay
+    return max(sigma, 0.0)
+
+
+@njit
+def free_water_debye(frequency_ghz, temperature_c):
+    """Debye relaxation of free water: (eps'_fw, dipolar part of eps''_fw)."""
+    t = temperature_c
+    eps_w0 = 88.045 - 0.4147 * t + 6.295e-4 * t * t + 1.075e-5 * t * t * t
+    two_pi_tau = 1.1109e-10 - 3.824e-12 * t + 6.938e-14 * t * t - 5.096e-16 * t * t * t
+    x = frequency_ghz * 1.0e9 * two_pi_tau
+    den = 1.0 + x * x
+    return EPS_W_INF + (eps_w0 - EPS_W_INF) / den, x * (eps_w0 - EPS_W_INF) / den
+
+
+@njit
 def dobson_scalar(sm, sand, clay, frequency_ghz, temperature_c, bulk_density):
     """Dobson (1985) with Peplinski (1995) corrections; complex relative permittivity."""
     if not (sm >= 0.0 and sm <= 1.0):
         return complex(math.nan, math.nan)
-    t = temperature_c
     f_hz = frequency_ghz * 1.0e9
-    beta1 = 1.2748 - 0.519 * sand - 0.152 * clay
-    beta2 = 1.33797 - 0.603 * sand - 0.166 * clay
-    if frequency_ghz >= 1.4:
-        sigma_eff = -1.645 + 1.939 * bulk_density - 2.25622 * sand + 1.594 * clay
-    else:
-        sigma_eff = 0.0467 + 0.2204 * bulk_density - 0.4111 * sand + 0.6614 * clay
-    sigma_eff = max(sigma_eff, 0.0)  # a conductivity cannot be negative
-    eps_w0 = 88.045 - 0.4147 * t + 6.295e-4 * t * t + 1.075e-5 * t * t * t
-    two_pi_tau = 1.1109e-10 - 3.824e-12 * t + 6.938e-14 * t * t - 5.096e-16 * t * t * t
-    x = f_hz * two_pi_tau
-    den = 1.0 + x * x
-    efw_re = EPS_W_INF + (eps_w0 - EPS_W_INF) / den
+    beta1, beta2 = dobson_betas(sand, clay)
+    sigma_eff = dobson_sigma_eff(frequency_ghz, bulk_density, sand, clay)
+    efw_re, efw_im_dipolar = free_water_debye(frequency_ghz, temperature_c)
     a = DOBSON_ALPHA
     eps_re = (
         1.0 + (bulk_density / DOBSON_RHO_S) * (DOBSON_EPS_S**a - 1.0) + sm**beta1 * efw_re**a - sm
     ) ** (1.0 / a)
     if sm > 0.0:
-        efw_im = x * (eps_w0 - EPS_W_INF) / den + sigma_eff * (DOBSON_RHO_S - bulk_density) / (
+        efw_im = efw_im_dipolar + sigma_eff * (DOBSON_RHO_S - bulk_density) / (
             2.0 * math.pi * f_hz * EPS0 * DOBSON_RHO_S * sm
         )
         eps_im = (sm**beta2 * efw_im**a) ** (1.0 / a)
@@ -123,15 +140,23 @@ def _debye_nk(eps0x, tau_x, sigma_x, f_hz):
 
 
 @njit
+def mironov_dry(clay):
+    """Mironov dry-soil refractive index (n_d, k_d) and maximum bound-water fraction."""
+    return (
+        1.634 - 0.539 * clay + 0.2748 * clay * clay,
+        0.03952 - 0.04038 * clay,
+        0.02863 + 0.30673 * clay,
+    )
+
+
+@njit
 def mironov_scalar(sm, clay, frequency_ghz):
     """Mironov et al. (2009) generalised refractive mixing model; clay as a fraction."""
     if not (sm >= 0.0 and sm <= 1.0):
         return complex(math.nan, math.nan)
     c = clay
     f_hz = frequency_ghz * 1.0e9
-    n_d = 1.634 - 0.539 * c + 0.2748 * c * c
-    k_d = 0.03952 - 0.04038 * c
-    theta_t = 0.02863 + 0.30673 * c
+    n_d, k_d, theta_t = mironov_dry(c)
     n_b, k_b = _debye_nk(
         79.8 - 85.4 * c + 32.7 * c * c, 1.062e-11 + 3.450e-12 * c, 0.3112 + 0.467 * c, f_hz
     )
@@ -235,9 +260,15 @@ def rough_np(gamma_h, gamma_v, h, q, n_h, n_v, incidence_deg):
 
 # ------------------------------------------------------------------------- tau-omega
 @njit
+def transmissivity(tau, incidence_deg):
+    """One-way canopy transmissivity gamma = exp(-tau / cos(theta))."""
+    return math.exp(-tau / math.cos(math.radians(incidence_deg)))
+
+
+@njit
 def tau_omega_scalar(r, t_soil, t_canopy, tau, omega, incidence_deg):
     """Zero-order radiative transfer (Mo et al. 1982) for a rough reflectivity ``r``."""
-    gamma = math.exp(-tau / math.cos(math.radians(incidence_deg)))
+    gamma = transmissivity(tau, incidence_deg)
     return t_soil * (1.0 - r) * gamma + t_canopy * (1.0 - omega) * (1.0 - gamma) * (1.0 + r * gamma)
 
 

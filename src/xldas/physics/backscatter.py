@@ -109,6 +109,8 @@ def water_cloud_backscatter(
     c = entry(c, "dB", "c")
     d = entry(d, None, "d", 0.0)
     soil_db = c + d * sm
+    if isinstance(soil_db, xr.DataArray):
+        soil_db = soil_db.assign_attrs(units="dB")
     return water_cloud_canopy(soil_db, veg1, veg2, incidence_deg, a, b, engine=engine)
 
 
@@ -193,10 +195,10 @@ def oh1992(eps, ks, incidence_deg, *, engine: str | None = None):
     [-12.8746, -15.7122, -25.6028]
     """
     return apply_kernel(
-        dispatch(K.oh1992_kernel, K.oh1992_np, engine),
-        entry(eps, "1", "eps"),
+        dispatch(K.oh1992_kernel, K.oh1992_np, engine, first_last=True),
         entry(ks, "1", "ks", *OH1992_KS_RANGE),
         incidence(incidence_deg),
+        entry(eps, "1", "eps"),
         output_core_dims=((), (), ()),
         output_dtypes=[np.float64] * 3,
         names=["sigma0_vv", "sigma0_hh", "sigma0_hv"],
@@ -264,11 +266,11 @@ def dubois1995(eps, ks, incidence_deg, frequency_ghz=5.405, *, engine: str | Non
     [-15.6391, -17.8087]
     """
     return apply_kernel(
-        dispatch(K.dubois1995_kernel, K.dubois1995_np, engine),
-        entry(eps, "1", "eps"),
+        dispatch(K.dubois1995_kernel, K.dubois1995_np, engine, first_last=True),
         entry(ks, "1", "ks", 0.0, DUBOIS_KS_MAX),
         incidence(incidence_deg, lo=DUBOIS_INCIDENCE_MIN),
         entry(frequency_ghz, "GHz", "frequency_ghz", *DUBOIS_FREQ_RANGE),
+        entry(eps, "1", "eps"),
         output_core_dims=((), ()),
         output_dtypes=[np.float64] * 2,
         names=["sigma0_vv", "sigma0_hh"],

@@ -157,9 +157,9 @@ def fresnel_reflectivity(eps, incidence_deg, *, engine: str | None = None):
     (0.496883, 0.304428)
     """
     return apply_kernel(
-        dispatch(K.fresnel_kernel, K.fresnel_np, engine),
-        entry(eps, "1", "eps"),
+        dispatch(K.fresnel_kernel, K.fresnel_np, engine, first_last=True),
         incidence(incidence_deg),
+        entry(eps, "1", "eps"),
         output_core_dims=((), ()),
         output_dtypes=[np.float64, np.float64],
         names=["gamma_h", "gamma_v"],
@@ -259,8 +259,7 @@ def tau_omega_tb(
     (189.141, 231.368)
     """
     return apply_kernel(
-        dispatch(K.tau_omega_kernel, K.tau_omega_np, engine),
-        entry(eps, "1", "eps"),
+        dispatch(K.tau_omega_kernel, K.tau_omega_np, engine, first_last=True),
         entry(t_soil, "K", "t_soil", 0.0),
         entry(t_canopy, "K", "t_canopy", 0.0),
         entry(tau, "1", "tau", 0.0),
@@ -270,6 +269,7 @@ def tau_omega_tb(
         entry(q, "1", "q", 0.0, 1.0),
         entry(n_h, "1", "n_h"),
         entry(n_v, "1", "n_v"),
+        entry(eps, "1", "eps"),
         output_core_dims=((), ()),
         output_dtypes=[np.float64, np.float64],
         names=["tb_h", "tb_v"],
