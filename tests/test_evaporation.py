@@ -8,7 +8,6 @@ import xarray as xr
 
 from tests.helpers import raise_if_dask_computes
 from xldas.physics import _et_kernels as k
-from xldas.physics import evaporation as ev
 from xldas.physics import (
     degree_day_melt,
     et0_fao56,
@@ -16,6 +15,7 @@ from xldas.physics import (
     priestley_taylor,
     sith_potential_et,
 )
+from xldas.physics import evaporation as ev
 
 BRUSSELS = {"lat": 50 + 48 / 60, "doy": 187, "z": 100.0, "tmax": 21.5, "tmin": 12.3}
 
@@ -147,7 +147,7 @@ def test_units_converted_on_entry():
     p_pa = xr.DataArray([101300.0], dims="x", attrs={"units": "Pa"})
     rn = xr.DataArray([150.0], dims="x", attrs={"units": "W m-2"})
     lai = xr.DataArray([2.0], dims="x", attrs={"units": "m2 m-2"})
-    pec, pes = sith_potential_et(rn, lai, t_k, p_pa)
+    pec, _pes = sith_potential_et(rn, lai, t_k, p_pa)
     assert float(pec[0]) == pytest.approx(3.17542, abs=5e-6)
     rs_w = xr.DataArray([22.07205161436855 / 0.0864], dims="x", attrs={"units": "W m-2"})
     b = BRUSSELS

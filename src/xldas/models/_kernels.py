@@ -100,7 +100,7 @@ LAYOUT = (
 )
 
 
-@gufunc([_sig("float64"), _sig("float32")], LAYOUT)
+@gufunc([_sig("float32"), _sig("float64")], LAYOUT)
 def land_column(
     precip,
     tair,
