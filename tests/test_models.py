@@ -72,7 +72,7 @@ def column_case(n=40, nt=24, seed=0, dt=3600.0, dtype=np.float64):
 
 
 def budget_residual(forcing, state, params, dt, out):
-    sm, ts, swe, cw, et, ro, dr, melt, gm = out
+    sm, _ts, swe, cw, et, ro, dr, _melt, gm = out
     s0 = (state[0].astype(np.float64) * DZ).sum(-1) * 1000 + state[2] + state[3]
     s1 = (sm.astype(np.float64) * DZ).sum(-1) * 1000 + swe + cw
     inflow = (forcing[0].astype(np.float64).sum(-1) + gm.sum(-1)) * dt
