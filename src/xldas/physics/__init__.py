@@ -50,6 +50,7 @@ from xldas.physics.neutrons import (
     franz_effective_depth,
     neutron_corrections,
 )
+from xldas.physics.ptjpl import pt_jpl
 
 __all__ = [
     "absolute_humidity",
@@ -72,6 +73,7 @@ __all__ = [
     "oh1992",
     "oh2004",
     "priestley_taylor",
+    "pt_jpl",
     "rough_reflectivity",
     "sith_potential_et",
     "tau_omega_tb",
