@@ -171,7 +171,11 @@ class ModelConfig(_Section):
 
     params: SourceConfig = SourceConfig(kind="demo")
     dt: str | None = Field(None, description="model step (default: the forcing interval)")
-    initial_state: Literal["equilibrium", "truth_perturbed", "field_capacity"] = "field_capacity"
+    initial_state: Literal["demo", "field_capacity"] = Field(
+        "field_capacity",
+        description="'demo': the 'initial' group of the twin experiment; 'field_capacity': "
+        "soil moisture at field capacity (xldas.models.initial_state)",
+    )
 
     @field_validator("dt")
     @classmethod
@@ -277,9 +281,34 @@ class EnsembleConfig(_Section):
     members: int = Field(16, ge=2)
     seed: int = Field(0, ge=0)
     forcing_perturbation: dict[str, Any] | None = Field(
-        default_factory=dict, description="ForcingPerturbation settings; None: no perturbation"
+        default_factory=dict,
+        description="xldas.models.ForcingPerturbation settings ({} = its defaults); "
+        "None: no forcing perturbation",
     )
-    initial_perturbation: dict[str, Any] = Field(default_factory=dict)
+    state_perturbation: dict[str, float] = Field(
+        default_factory=dict, description="initial-state spread, e.g. {sm: 0.02} (m3 m-3)"
+    )
+    parameter_perturbation: dict[str, float] = Field(
+        default_factory=dict, description="{parameter: log-std}: state augmentation"
+    )
+
+    @field_validator("forcing_perturbation")
+    @classmethod
+    def _fp(cls, v):
+        if v is None:
+            return v
+        from xldas.models import ForcingPerturbation
+
+        try:
+            ForcingPerturbation(**v)
+        except TypeError as exc:
+            import dataclasses
+
+            keys = [f.name for f in dataclasses.fields(ForcingPerturbation)]
+            raise ValueError(f"{exc}; allowed keys are {keys}") from None
+        except Exception as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
 
 class OutputConfig(_Section):
@@ -357,7 +386,8 @@ class Experiment(_Section):
         """Read and validate a YAML experiment file.
 
         ``overrides`` are dotted keys replacing values (``{"output.store": "..."}``).
-        Relative paths in ``output.store`` and sources are resolved against the file's folder.
+        Relative source paths are resolved against the file's folder; a relative
+        ``output.store`` against the current working directory.
         """
         path = Path(path)
         try:
@@ -394,9 +424,8 @@ class Experiment(_Section):
             q = Path(p).expanduser()
             return str(q if q.is_absolute() else (base / q).resolve())
 
-        out = self.model_copy(
-            update={"output": self.output.model_copy(update={"store": fix(self.output.store)})}
-        )
+        store = str(Path(self.output.store).expanduser().resolve())
+        out = self.model_copy(update={"output": self.output.model_copy(update={"store": store})})
         obs = []
         for o in out.observations:
             src = o.source.model_copy(

@@ -260,6 +260,16 @@ class Sources:
             raise ForcingError(f"no forcing in the window ({t0}, {t1}]")
         return f
 
+    @property
+    def dt(self):
+        """Model step: ``model.dt``, else the forcing interval (so one-step windows work)."""
+        if self.exp.model.dt is not None:
+            return self.exp.model.dt
+        t = pd.DatetimeIndex(self.forcing["time"].values[:2])
+        if len(t) < 2:
+            raise ForcingError("forcing has a single time: give model.dt")
+        return pd.Timedelta(t[1] - t[0])
+
     def forcing_end(self) -> pd.Timestamp:
         return pd.Timestamp(self.forcing["time"].values[-1])
 
@@ -497,14 +507,19 @@ class Engine:
 
     def initial_state(self) -> xr.Dataset:
         """Deterministic initial state on the model grid (spun up if asked)."""
-        from xldas.models import initial_state
-
         params = self.sources.params
-        state = initial_state(params, how=self.exp.model.initial_state)
-        sp = self.exp.spinup
-        if sp.enabled:
+        if self.exp.model.initial_state == "demo":
+            state = self.sources._chunks(self.sources._group("initial"))
+            state = state[[v for v in ("sm", "tsoil", "swe", "canopy_water") if v in state]]
+        else:
+            from xldas.models import initial_state
+
+            state = initial_state(params)
+        if self.exp.spinup.enabled:
             state = self._spinup(state, params)
-        return state
+        if "time" in state.coords:
+            state = state.drop_vars("time")
+        return state.assign_coords(time=pd.Timestamp(self.exp.period.start).to_datetime64())
 
     def _spinup(self, state: xr.Dataset, params: xr.Dataset) -> xr.Dataset:
         t0 = pd.Timestamp(self.exp.period.start)
@@ -513,7 +528,7 @@ class Engine:
         )
         prev = state
         for it in range(1, self.exp.spinup.max_iterations + 1):
-            new = prev.ldas.step(forcing, params, dt=self.exp.model.dt).persist()
+            new = prev.ldas.step(forcing, params, dt=self.sources.dt).persist()
             change = float(abs(new["sm"] - prev["sm"]).max().compute())
             log.info("spin-up iteration %d: max |Δsm| = %.3g m3 m-3", it, change)
             prev = new
@@ -527,23 +542,42 @@ class Engine:
             prev = prev.drop_vars("time")
         return prev.assign_coords(time=t0.to_datetime64())
 
+    @property
+    def perturbation(self):
+        from xldas.models import ForcingPerturbation
+
+        fp = self.exp.ensemble.forcing_perturbation
+        return None if fp is None else ForcingPerturbation(**fp)
+
+    @property
+    def forcing_seed(self) -> int:
+        # the forcing-perturbation generator is keyed by (seed, absolute time step):
+        # one seed for the whole experiment gives every cycle its own numbers
+        return _seed(self.exp.ensemble.seed, 0, _PURPOSE["forcing"])
+
     def initial_ensemble(self) -> xr.Dataset:
         state = self.initial_state()
         ens_cfg = self.exp.ensemble
-        kw: dict[str, Any] = {"seed": _seed(ens_cfg.seed, 0, _PURPOSE["init"])}
-        if ens_cfg.forcing_perturbation is not None:
-            from xldas.models import ForcingPerturbation
-
-            kw["forcing_perturbation"] = ForcingPerturbation(**ens_cfg.forcing_perturbation)
-        kw.update(ens_cfg.initial_perturbation)
-        return state.ldas.perturb(ens_cfg.members, **kw)
+        ens = state.ldas.perturb(
+            ens_cfg.members,
+            forcing_perturbation=self.perturbation,
+            parameter_perturbation=ens_cfg.parameter_perturbation or None,
+            params=self.sources.params,
+            state_perturbation=ens_cfg.state_perturbation or None,
+            seed=_seed(ens_cfg.seed, 0, _PURPOSE["init"]),
+        )
+        return ens.chunk({"member": -1})
 
     def forecast(self, ens: xr.Dataset, cycle: int, t0, t1) -> tuple[xr.Dataset, xr.Dataset | None]:
         forcing = self.sources.forcing_window(t0, t1)
-        kw: dict[str, Any] = {"dt": self.exp.model.dt}
-        seed = _seed(self.exp.ensemble.seed, cycle, _PURPOSE["forcing"])
+        fp = self.perturbation
         out = ens.ldas.step(
-            forcing, self.sources.params, fluxes=self.exp.output.fluxes, seed=seed, **kw
+            forcing,
+            self.sources.params,
+            dt=self.sources.dt,
+            fluxes=self.exp.output.fluxes,
+            perturbation=fp,
+            seed=self.forcing_seed if fp is not None else None,
         )
         fluxes = None
         if self.exp.output.fluxes:

@@ -454,7 +454,9 @@ class CycleStore:
             raise StoreError(f"store {self.path} already holds time {time}; not duplicating it")
         outputs = dict(outputs or {})
         names = list(outputs)
-        computed = dask.compute(checkpoint, *[outputs[g] for g in names])
+        # optimize_graph=False: graph optimisation of several collections sharing persisted
+        # keys drops dependencies (dask 2026.8, "Missing dependency")
+        computed = dask.compute(checkpoint, *[outputs[g] for g in names], optimize_graph=False)
         checkpoint = computed[0]
         outputs = dict(zip(names, computed[1:]))
         session = self.repo.writable_session(_BRANCH)
