@@ -207,15 +207,23 @@ def mironov_np(sm, clay, frequency_ghz):
 
 # ------------------------------------------------------------------- Fresnel, roughness
 @njit
+def fresnel_cos(eps, c):
+    """Fresnel reflectivities (gamma_h, gamma_v) for cos(theta) = c, as |a|^2 / |b|^2."""
+    root = cmath.sqrt(eps - (1.0 - c * c))  # principal root of eps - sin^2(theta)
+    a = c - root
+    b = c + root
+    gamma_h = (a.real * a.real + a.imag * a.imag) / (b.real * b.real + b.imag * b.imag)
+    ec = eps * c
+    a = ec - root
+    b = ec + root
+    gamma_v = (a.real * a.real + a.imag * a.imag) / (b.real * b.real + b.imag * b.imag)
+    return gamma_h, gamma_v
+
+
+@njit
 def fresnel_scalar(eps, incidence_deg):
     """Smooth-surface Fresnel reflectivities (gamma_h, gamma_v), air to soil."""
-    th = math.radians(incidence_deg)
-    c = math.cos(th)
-    s2 = math.sin(th) ** 2
-    root = cmath.sqrt(eps - s2)  # principal complex root
-    rh = (c - root) / (c + root)
-    rv = (eps * c - root) / (eps * c + root)
-    return rh.real**2 + rh.imag**2, rv.real**2 + rv.imag**2
+    return fresnel_cos(eps, math.cos(math.radians(incidence_deg)))
 
 
 @gufunc(["void(complex128, float64, float64[:], float64[:])"], "(),()->(),()")
@@ -235,10 +243,17 @@ def fresnel_np(eps, incidence_deg):
 
 
 @njit
+def roughness_loss(h, c, n):
+    """Roughness attenuation exp(-h cos^N theta) (N = 2 without a pow call)."""
+    cn = c * c if n == 2.0 else c**n
+    return math.exp(-h * cn)
+
+
+@njit
 def rough_scalar(gamma_p, gamma_q, h, q, n, incidence_deg):
     """Wang & Choudhury (1981) rough-surface reflectivity of polarisation p."""
     c = math.cos(math.radians(incidence_deg))
-    return ((1.0 - q) * gamma_p + q * gamma_q) * math.exp(-h * c**n)
+    return ((1.0 - q) * gamma_p + q * gamma_q) * roughness_loss(h, c, n)
 
 
 @gufunc(
@@ -266,9 +281,8 @@ def transmissivity(tau, incidence_deg):
 
 
 @njit
-def tau_omega_scalar(r, t_soil, t_canopy, tau, omega, incidence_deg):
-    """Zero-order radiative transfer (Mo et al. 1982) for a rough reflectivity ``r``."""
-    gamma = transmissivity(tau, incidence_deg)
+def tb_from_reflectivity(r, t_soil, t_canopy, omega, gamma):
+    """TB = T_s (1 - r) gamma + T_c (1 - omega)(1 - gamma)(1 + r gamma) (Mo et al. 1982)."""
     return t_soil * (1.0 - r) * gamma + t_canopy * (1.0 - omega) * (1.0 - gamma) * (1.0 + r * gamma)
 
 
@@ -280,11 +294,15 @@ def tau_omega_scalar(r, t_soil, t_canopy, tau, omega, incidence_deg):
     "(),(),(),(),(),(),(),(),(),()->(),()",
 )
 def tau_omega_kernel(eps, t_soil, t_canopy, tau, omega, h, incidence_deg, q, n_h, n_v, tb_h, tb_v):
-    gh, gv = fresnel_scalar(eps, incidence_deg)
-    rh = rough_scalar(gh, gv, h, q, n_h, incidence_deg)
-    rv = rough_scalar(gv, gh, h, q, n_v, incidence_deg)
-    tb_h[0] = tau_omega_scalar(rh, t_soil, t_canopy, tau, omega, incidence_deg)
-    tb_v[0] = tau_omega_scalar(rv, t_soil, t_canopy, tau, omega, incidence_deg)
+    c = math.cos(math.radians(incidence_deg))  # every angular term from one cosine
+    gh, gv = fresnel_cos(eps, c)
+    loss_h = roughness_loss(h, c, n_h)
+    loss_v = loss_h if n_v == n_h else roughness_loss(h, c, n_v)
+    rh = ((1.0 - q) * gh + q * gv) * loss_h
+    rv = ((1.0 - q) * gv + q * gh) * loss_v
+    gamma = math.exp(-tau / c)
+    tb_h[0] = tb_from_reflectivity(rh, t_soil, t_canopy, omega, gamma)
+    tb_v[0] = tb_from_reflectivity(rv, t_soil, t_canopy, omega, gamma)
 
 
 def tau_omega_np(eps, t_soil, t_canopy, tau, omega, h, incidence_deg, q, n_h, n_v):
