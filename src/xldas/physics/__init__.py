@@ -7,6 +7,9 @@
   Dubois 1995 (SCIENCE.md §A1).
 - :mod:`xldas.physics.neutrons`: cosmic-ray neutron forward model, inverse, corrections,
   D86 / z* depths and vertical weighting (SCIENCE.md §B10).
+- :mod:`xldas.physics.evaporation`, :mod:`xldas.physics.ptjpl`: FAO-56 reference ET, net
+  radiation, Priestley–Taylor, PT-JPL, the SiTH potential-ET split and degree-day melt
+  (SCIENCE.md §A7, §B11).
 
 Every function takes numbers, NumPy arrays or DataArrays; DataArray input stays lazy on
 dask, is converted to the expected units on entry, and comes back with CF attributes.
