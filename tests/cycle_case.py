@@ -41,7 +41,7 @@ def forcing(days: int, degraded: bool) -> xr.Dataset:
     rng = np.random.default_rng(7)
     time = pd.date_range(START + pd.Timedelta("3h"), periods=8 * days, freq="3h")
     nt = len(time)
-    hour = time.hour.values + time.dayofyear.values * 24
+    hour = time.hour.values + time.day_of_year.values * 24
     diurnal = np.sin(2 * np.pi * (hour - 9) / 24)[:, None, None]
     shape = (nt, 6, 8)
     storm = (rng.random((nt, 1, 1)) < 0.12) * rng.gamma(2.0, 4e-4, (nt, 1, 1))

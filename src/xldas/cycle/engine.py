@@ -175,7 +175,7 @@ def _outputs(ens: xr.Dataset, kind: str) -> xr.Dataset:
             )
         )
     mean, spread = ensemble_stats(derived)
-    out = xr.merge([mean, spread], combine_attrs="drop")
+    out = xr.merge([mean, spread], combine_attrs="override")
     out.attrs = {"title": f"{kind} ensemble mean and spread", "Conventions": "CF-1.10"}
     return out.drop_vars(
         [c for c in out.coords if c not in out.dims and c not in ("depth_bottom", "dz")]
