@@ -123,7 +123,7 @@ def test_bad_unit_and_filter_hyperparameter(tmp_path, case):
     Experiment.from_dict(raw)
     raw["filter"] = {"method": "enkf", "inflaton": 1.1}
     exp = Experiment.from_dict(raw)
-    with pytest.raises(ConfigError, match="inflaton.*inflation"):
+    with pytest.raises(ConfigError, match=r"inflaton.*inflation"):
         Engine(exp)
     r = _xldas("run", str(tmp_path / "missing.yaml"))
     assert r.returncode == 2 and "does not exist" in r.stderr
