@@ -206,6 +206,7 @@ def step(
     perturbation: ForcingPerturbation | None = None,
     seed: int | None = None,
     validate: bool = True,
+    check_nan: bool = True,
 ):
     """Advance ``state`` through every time of ``forcing``.
 
@@ -227,6 +228,8 @@ def step(
         settings recorded by :func:`~xldas.models.perturb` in the ensemble's attributes.
     seed : seed of the forcing perturbation (default the one recorded by ``perturb``).
     validate : check parameter ranges (lazily for dask data).
+    check_nan : raise :class:`~xldas.errors.ForcingError` (count and first location) for NaN
+        in the forcing, lazily for dask data.
 
     Returns
     -------
@@ -259,6 +262,10 @@ def step(
         if v not in state:
             raise DimensionError(f"state lacks variable {v!r}")
     forcing = check_units(forcing[list(FORCING_UNITS)], FORCING_UNITS)
+    if check_nan:
+        from xldas.io.forcing import check_forcing
+
+        forcing = check_forcing(forcing)
     interval = _forcing_interval(forcing, state, dt)
     h = interval if dt is None else _seconds(dt)
     nsub = interval / h
