@@ -79,11 +79,37 @@ class _LdasAccessor:
 
     # -------------------------------------------------------------- filters
     # (methods of the assimilation layer are added here)
+    def assimilate(self, obs, operator, params=None, method="enkf", seed=None, **kwargs):
+        """One filter analysis of this ensemble with ``obs``, lazily.
+
+        ``method`` is ``"enkf"``, ``"etkf"``, ``"letkf"``, ``"ukf"``, ``"cdkf"``,
+        ``"srukf"``, ``"srcdkf"``, ``"pf"`` or a filter object; see
+        :func:`xldas.filters.assimilate` (``cycle``, ``bounds``, ``return_diagnostics``).
+        """
+        kwargs.update(method=method, seed=seed)
+        return _call("filters", "assimilate", self._obj, obs, operator, params, **kwargs)
 
     # ----------------------------------------------------------- validation
-    def skill(self, ref, dim="time", metrics=None):
+    def skill(self, ref, dim="time", metrics=None, **kwargs):
         """Skill metrics against ``ref`` along ``dim`` (see :func:`xldas.validation.skill`)."""
-        return _call("validation", "skill", self._obj, ref, dim=dim, metrics=metrics)
+        return _call("validation", "skill", self._obj, ref, dim=dim, metrics=metrics, **kwargs)
+
+    # validation and budget
+    def rescale(self, ref, method: str = "cdf_match", **kwargs):
+        """Rescale onto the climatology of ``ref`` (see :func:`xldas.validation.rescale`)."""
+        return _call("validation", "rescale", self._obj, ref, method=method, **kwargs)
+
+    def basin_mean(self, regions, **kwargs):
+        """Area-weighted mean over each region (see :func:`xldas.budget.basin_mean`)."""
+        return _call("budget", "basin_mean", self._obj, regions, **kwargs)
+
+    def water_budget(self, **kwargs):
+        """Budget P − ET − Q − ΔS and residual (see :func:`xldas.budget.water_budget`)."""
+        return _call("budget", "water_budget", self._obj, **kwargs)
+
+    def close_budget(self, errors, **kwargs):
+        """Constrained-KF budget closure (see :func:`xldas.budget.close_budget`)."""
+        return _call("budget", "close_budget", self._obj, errors, **kwargs)
 
 
 @xr.register_dataset_accessor("ldas")

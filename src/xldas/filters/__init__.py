@@ -8,6 +8,7 @@ of them to an ensemble :class:`xarray.Dataset` lazily (also as
 ``ens.ldas.assimilate(obs, operator, params, method=...)``).
 """
 
+from xldas.filters.core import assimilate, stack_state, state_variables, unstack_state
 from xldas.filters.methods import (
     CDKF,
     ETKF,
@@ -33,7 +34,11 @@ __all__ = [
     "SRUKF",
     "UKF",
     "EnKF",
+    "assimilate",
     "get_filter",
     "great_circle_distance",
     "periodic_distance",
+    "stack_state",
+    "state_variables",
+    "unstack_state",
 ]

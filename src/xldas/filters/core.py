@@ -1,0 +1,665 @@
+"""Assimilation of observations into an ensemble :class:`xarray.Dataset`, lazily.
+
+:func:`assimilate` stacks the model variables of an ensemble (every data variable with a
+``member`` dimension except ``weight``, ``weight_cov`` and ``pert_*``; a ``layer`` or
+other extra dimension becomes several state elements) into one state vector per pixel,
+applies the observation operator, screens the observations (NaN skipped, gross-error
+check), runs the filter kernel per pixel and unstacks the result (names, dims, coords,
+dtypes and attrs preserved). Parameters placed in the ensemble as ordinary variables
+are updated like states (state augmentation).
+
+Bounds (SCIENCE.md §C12 "bounded variables"): after every analysis ``sm`` is clipped to
+``[theta_r, theta_s]`` (from ``params``), ``swe`` and ``canopy_water`` to ``>= 0``, and
+any variable named in ``bounds=`` to its range. Clipping changes the water in the
+column; the change is accounted for in the diagnostics as ``bound_adjustment_<var>``
+(member-mean, kg m-2 for ``sm`` using ``dz``, in the variable's units otherwise), so a
+water budget can book it.
+
+Dask: the result is lazy with the input's spatial chunks; ``member`` is rechunked to one
+chunk when needed. The LETKF exchanges halos between spatial chunks through
+:func:`dask.array.map_overlap`, so its result does not depend on the chunking.
+Random numbers (EnKF observation perturbations, PF resampling and jitter) come from
+Philox keyed by (seed, cycle, purpose, pixel coordinates), hence are also independent of
+chunking and restarts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from functools import partial
+
+import numpy as np
+import xarray as xr
+
+from xldas._xr import add_history, apply_kernel, spatial_dims
+from xldas.errors import DimensionError, FilterError, ObservationError
+from xldas.filters import _kernels as K
+from xldas.filters.methods import LETKF, PF, _SigmaPointFilter, get_filter, prepare_observations
+from xldas.units import conversion
+
+__all__ = ["assimilate", "stack_state", "state_variables", "unstack_state"]
+
+_NON_STATE = ("weight", "weight_cov")
+_PURPOSE = {"enkf": 11, "pf": 12}
+_DEFAULT_BOUNDS = {"swe": (0.0, None), "canopy_water": (0.0, None)}
+
+
+# ---------------------------------------------------------------- stacking
+def state_variables(ens: xr.Dataset) -> list[str]:
+    """Names of the variables that form the state vector of ``ens``."""
+    return [
+        str(v)
+        for v, da in ens.data_vars.items()
+        if "member" in da.dims and v not in _NON_STATE and not str(v).startswith("pert_")
+    ]
+
+
+def stack_state(ds: xr.Dataset, names, core: str = "state", member: bool = True):
+    """Stack variables into one DataArray (..., [member,] core), float64.
+
+    Returns ``(stacked, layout)``; ``layout`` lists ``(name, extra_dim, size)`` used by
+    :func:`unstack_state`. Each variable may have at most one dimension besides the
+    spatial ones and ``member`` (e.g. ``layer``).
+    """
+    sdims = spatial_dims(ds)
+    pieces, layout = [], []
+    for name in names:
+        da = ds[name]
+        extra = [d for d in da.dims if d not in (*sdims, "member")]
+        if len(extra) > 1:
+            raise DimensionError(f"{name} has dims {da.dims}; at most one besides space and member")
+        tail = (["member"] if member else []) + extra
+        da = da.transpose(..., *tail).astype("f8")
+        da = da.drop_vars([c for c in da.coords if c not in da.dims or c in extra])
+        if extra:
+            da = da.rename({extra[0]: core})
+            layout.append((name, extra[0], da.sizes[core]))
+        else:
+            da = da.expand_dims(core, axis=-1)
+            layout.append((name, None, 1))
+        pieces.append(da.reset_coords(drop=True) if da.coords else da)
+    stacked = xr.concat(pieces, dim=core, coords="minimal", compat="override", join="override")
+    if stacked.chunks is not None:
+        stacked = stacked.chunk({core: -1, **({"member": -1} if member else {})})
+    return stacked, layout
+
+
+def unstack_state(stacked: xr.DataArray, layout, template: xr.Dataset, core: str = "state"):
+    """Inverse of :func:`stack_state` onto the variables of ``template``."""
+    out = {}
+    i = 0
+    for name, extra, size in layout:
+        orig = template[name]
+        piece = stacked.isel({core: slice(i, i + size)})
+        i += size
+        piece = piece.rename({core: extra}) if extra else piece.isel({core: 0}, drop=True)
+        piece = piece.transpose(*orig.dims).astype(orig.dtype)
+        piece = piece.assign_coords({c: orig.coords[c] for c in orig.coords})
+        piece.attrs = dict(orig.attrs)
+        piece.encoding = dict(orig.encoding)
+        out[name] = piece
+    return out
+
+
+# ----------------------------------------------------------- observations
+def _error_std(obs: xr.Dataset, name: str) -> xr.DataArray:
+    err_name = f"{name}_err"
+    if err_name in obs:
+        return obs[err_name]
+    for attrs in (obs[name].attrs, obs.attrs):
+        if "error_std" in attrs:
+            val = float(attrs["error_std"])
+            if not (np.isfinite(val) and val > 0):
+                raise ObservationError(f"{name}: error_std must be > 0; got {attrs['error_std']!r}")
+            return xr.full_like(obs[name], val, dtype="f8")
+    raise ObservationError(
+        f"observation {name!r} has no error: give a '{err_name}' variable or an 'error_std' attribute"
+    )
+
+
+def _align_obs(obs: xr.Dataset, ens: xr.Dataset) -> xr.Dataset:
+    sdims = spatial_dims(ens)
+    try:
+        odims = spatial_dims(obs)
+    except DimensionError:
+        raise ObservationError(
+            f"observations have dims {tuple(obs.dims)}; expected the state's spatial dims {sdims}"
+        ) from None
+    if odims != sdims:
+        raise ObservationError(f"observations are on dims {odims}, the state on {sdims}")
+    if "time" in obs.dims:
+        if "time" in ens.coords and ens["time"].ndim == 0:
+            try:
+                obs = obs.sel(time=ens["time"].values)
+            except KeyError:
+                raise ObservationError(
+                    f"no observations at the state time {ens['time'].values}"
+                ) from None
+        elif obs.sizes["time"] == 1:
+            obs = obs.isel(time=0)
+        else:
+            raise ObservationError(
+                "observations have several times; select the analysis time first"
+            )
+    indexers = {}
+    for d in sdims:
+        if d not in obs.coords or d not in ens.coords:
+            if obs.sizes[d] != ens.sizes[d]:
+                raise ObservationError(
+                    f"observation dim {d!r} has {obs.sizes[d]} cells, the state {ens.sizes[d]}, "
+                    "and no coordinates to align them"
+                )
+            continue
+        a, b = np.asarray(obs[d].values, float), np.asarray(ens[d].values, float)
+        if a.shape == b.shape and np.allclose(a, b, rtol=0, atol=1e-9 * max(1.0, np.abs(b).max())):
+            continue
+        step = np.abs(np.diff(b)).min() if b.size > 1 else 1.0
+        tol = 1e-3 * step
+        near = (
+            np.abs(a[:, None] - b[None, :]).min(axis=0) <= tol if a.size else np.zeros(b.size, bool)
+        )
+        if not near.any():
+            raise ObservationError(
+                f"observation grid does not overlap the state grid along {d!r} "
+                f"(obs {a.min() if a.size else None}..{a.max() if a.size else None}, "
+                f"state {b.min()}..{b.max()})"
+            )
+        indexers[d] = ens[d]
+    if indexers:
+        tol = {d: 1e-3 * float(np.abs(np.diff(ens[d].values)).min()) for d in indexers}
+        obs = obs.reindex(indexers, method="nearest", tolerance=min(tol.values()))
+    return obs
+
+
+def _prepare_obs(obs, pred: xr.Dataset, names, ens):
+    if isinstance(obs, xr.DataArray):
+        obs = obs.to_dataset(name=obs.name or names[0])
+    missing = [n for n in names if n not in obs]
+    if missing:
+        raise ObservationError(
+            f"observations lack {missing}; the operator predicts {list(names)}, obs hold {list(obs.data_vars)}"
+        )
+    obs = _align_obs(obs, ens)
+    values, errors = {}, {}
+    for n in names:
+        val = obs[n]
+        err = _error_std(obs, n)
+        tgt = pred[n].attrs.get("units")
+        src = val.attrs.get("units")
+        if tgt is not None and src is not None and src != tgt:
+            a, b = conversion(str(src), str(tgt))
+            val = val * a + b
+            err_units = err.attrs.get("units", src)
+            err = err * abs(conversion(str(err_units), str(tgt))[0])
+        values[n] = val.astype("f8")
+        errors[n] = (err.astype("f8") ** 2).broadcast_like(val)
+    return xr.Dataset(values), xr.Dataset(errors)
+
+
+def _predicted(operator, ens, params, names=None) -> xr.Dataset:
+    pred = operator(ens, params)
+    if isinstance(pred, xr.DataArray):
+        pred = pred.to_dataset(name=pred.name or "obs")
+    if names is None:
+        names = list(getattr(operator, "variables", None) or pred.data_vars)
+    for n in names:
+        if n not in pred or "member" not in pred[n].dims:
+            raise ObservationError(
+                f"the operator must return {n!r} with a 'member' dim; got {list(pred.data_vars)}"
+            )
+    return pred, list(names)
+
+
+# ----------------------------------------------------------------- blocks
+def _pixel_index(ens: xr.Dataset) -> xr.DataArray:
+    """Int64 key of each pixel from its global coordinates (chunk/sub-domain independent)."""
+    sy, sx = spatial_dims(ens)
+    keys = []
+    for d in (sy, sx):
+        if d in ens.coords:
+            c = np.asarray(ens[d].values, float)
+            k = np.round((c + (360.0 if d in ("lat", "lon") else 0.0)) * 1e4).astype(np.int64)
+        else:
+            k = np.arange(ens.sizes[d], dtype=np.int64)
+        keys.append(xr.DataArray(k & 0xFFFFFFFF, dims=(d,)))
+    idx = (keys[0] << 32) | keys[1]
+    ref = ens[state_variables(ens)[0]].isel(member=0, drop=True)
+    ref = ref.isel({d: 0 for d in ref.dims if d not in (sy, sx)}, drop=True)
+    idx = idx.broadcast_like(ref)
+    if ref.chunks is not None:
+        idx = idx.chunk(dict(zip(ref.dims, ref.chunks, strict=True)))
+    return idx
+
+
+def _noise(pix, k, seed, cycle, purpose):
+    if k == 0:
+        return None
+    return K.philox_normal(np.asarray(pix, np.int64), seed, cycle, purpose, np.empty(k))
+
+
+def _ensemble_block(E, HE, y, R, pix, *, filt, seed, cycle):
+    N, n = E.shape[-2:]
+    m = HE.shape[-1]
+    noise = _noise(pix, filt.n_noise(N, n, m), seed, cycle, _PURPOSE["enkf"])
+    return filt.update(E, HE, y, R, noise)[0]
+
+
+def _pf_block(E, HE, y, R, w, pix, *, filt, seed, cycle):
+    N, n = E.shape[-2:]
+    noise = _noise(pix, filt.n_noise(N, n, HE.shape[-1]), seed, cycle, _PURPOSE["pf"])
+    Ea, wa, ess = filt.update(E, HE, y, R, noise, w)
+    return Ea, wa, ess
+
+
+def _screen_block(HE, y, R, gross, wm=None, wc=None):
+    w = None if wm is None else (wm, wc)
+    _, d, rinv, used, rejected = prepare_observations(HE, y, R, gross, w)
+    innov = np.where(used, d, np.nan)
+    if wm is None:
+        var = np.asarray(HE).var(axis=-2, ddof=1)
+    else:
+        hbar = np.einsum("...p,...pm->...m", wm, HE)
+        var = np.abs(np.einsum("...p,...pm->...m", wc, (HE - hbar[..., None, :]) ** 2))
+    spread = np.sqrt(var + np.where(np.isfinite(R), R, np.nan))
+    return d, rinv, innov, spread, used.astype("i1"), rejected.astype("i1")
+
+
+def _sigma_predict_block(X, wm, wc, q, *, filt):
+    return filt.predict(X, wm, wc, q)
+
+
+def _sigma_update_block(Xp, xm, S, HX, y, R, *, filt):
+    return filt.update(Xp, xm, S, HX, y, R)[0]
+
+
+# ------------------------------------------------------------------ LETKF
+def _letkf_geometry(ens, filt: LETKF):
+    sy, sx = spatial_dims(ens)
+    c = filt.half_width
+    if (sy, sx) == ("lat", "lon"):
+        lat = np.asarray(ens["lat"].values, float)
+        lon = np.asarray(ens["lon"].values, float)
+        dlat = np.abs(np.diff(lat)).min() if lat.size > 1 else 180.0
+        dlon = np.abs(np.diff(lon)).min() if lon.size > 1 else 360.0
+        coslat = math.cos(math.radians(min(89.0, float(np.abs(lat).max()))))
+        cell = min(dlat * 111.195, dlon * 111.195 * coslat)
+        yc, xc, metric = ens["lat"], ens["lon"], 1
+    else:
+        fac = 1e-3 if ens[sy].attrs.get("units", "m") in ("m", "metre", "meter") else 1.0
+        yc, xc = ens[sy] * fac, ens[sx] * fac
+        cell = min(
+            float(np.abs(np.diff(yc.values)).min()) if yc.size > 1 else np.inf,
+            float(np.abs(np.diff(xc.values)).min()) if xc.size > 1 else np.inf,
+        )
+        metric = 0
+    halo = math.ceil(2 * c / cell) if np.isfinite(cell) and cell > 0 else 0
+    halo = max(0, min(halo, max(ens.sizes[sy], ens.sizes[sx])))
+    yc2, xc2 = xr.broadcast(yc.astype("f8"), xc.astype("f8"))
+    return yc2.transpose(sy, sx), xc2.transpose(sy, sx), c, halo, metric
+
+
+def _letkf(E, HE, d, rinv, ens, filt: LETKF):
+    sy, sx = spatial_dims(ens)
+    extra = [x for x in E.dims if x not in (sy, sx, "member", "state")]
+    if extra:
+        raise DimensionError(f"LETKF supports only spatial, member and state dims; got {extra}")
+    yc, xc, c, halo, metric = _letkf_geometry(ens, filt)
+    E = E.transpose(sy, sx, "member", "state")
+    HE = HE.transpose(sy, sx, "member", "obs")
+    d = d.transpose(sy, sx, "obs")
+    rinv = rinv.transpose(sy, sx, "obs")
+    args = (filt.inflation, filt.rtpp, filt.rtps)
+    kern = partial(_letkf_kernel, c=c, halo=halo, metric=metric, args=args, engine=filt.engine)
+    if E.chunks is None:
+        out = kern(E.values, HE.values, d.values, rinv.values, yc.values, xc.values)
+        return E.copy(data=out)
+    import dask.array as dsa
+
+    chunks2 = (E.chunks[0], E.chunks[1])
+    ycd = dsa.from_array(yc.values, chunks=chunks2)
+    xcd = dsa.from_array(xc.values, chunks=chunks2)
+    hs = {0: halo, 1: halo}
+    data = dsa.map_overlap(
+        kern,
+        E.data,
+        HE.data.rechunk((*chunks2, -1, -1)),
+        d.data.rechunk((*chunks2, -1)),
+        rinv.data.rechunk((*chunks2, -1)),
+        ycd,
+        xcd,
+        depth=[{**hs, 2: 0, 3: 0}, {**hs, 2: 0, 3: 0}, {**hs, 2: 0}, {**hs, 2: 0}, hs, hs],
+        boundary="none",
+        trim=True,
+        align_arrays=False,
+        dtype="f8",
+        meta=np.empty((0, 0, 0, 0)),
+    )
+    return E.copy(data=data)
+
+
+def _letkf_kernel(E, HE, d, rinv, yc, xc, *, c, halo, metric, args, engine):
+    if engine == "numpy":
+        return K.letkf_grid_reference(E, HE, d, rinv, yc, xc, c, metric, *args)
+    return K.letkf_grid(E, HE, d, rinv, yc, xc, c, halo, metric, *args)
+
+
+# ----------------------------------------------------------------- bounds
+def _bounds(name, params, bounds):
+    if bounds and name in bounds:
+        return bounds[name]
+    if name == "sm" and params is not None and "theta_r" in params and "theta_s" in params:
+        return params["theta_r"], params["theta_s"]
+    return _DEFAULT_BOUNDS.get(name)
+
+
+def _apply_bounds(analysis: dict, ens: xr.Dataset, params, bounds):
+    adjustments = {}
+    for name, da in list(analysis.items()):
+        b = _bounds(name, params, bounds)
+        if b is None:
+            continue
+        lo, hi = b
+        lo = params[lo] if isinstance(lo, str) else lo
+        hi = params[hi] if isinstance(hi, str) else hi
+        clipped = da
+        if lo is not None:
+            clipped = clipped.where(clipped >= lo, lo)
+        if hi is not None:
+            clipped = clipped.where(clipped <= hi, hi)
+        clipped = clipped.where(da.notnull())
+        clipped = clipped.transpose(*da.dims).astype(da.dtype)
+        clipped.attrs = da.attrs
+        clipped.encoding = da.encoding
+        delta = clipped - da
+        units = da.attrs.get("units", "")
+        if name == "sm" and "dz" in ens.coords:
+            delta = (delta * ens["dz"] * 1000.0).sum("layer")
+            units = "kg m-2"
+        elif "layer" in delta.dims:
+            delta = delta.sum("layer")
+        adj = delta.mean("member")
+        adj.attrs = {
+            "units": units,
+            "long_name": f"member-mean change of {name} by the bounds after the analysis",
+        }
+        adjustments[f"bound_adjustment_{name}"] = adj
+        analysis[name] = clipped
+    return adjustments
+
+
+# ------------------------------------------------------------------- main
+def assimilate(
+    ens: xr.Dataset,
+    obs: xr.Dataset,
+    operator,
+    params: xr.Dataset | None = None,
+    method="enkf",
+    seed: int | None = None,
+    cycle: int = 0,
+    bounds: Mapping | None = None,
+    return_diagnostics: bool = False,
+    **filter_kwargs,
+):
+    """Assimilate ``obs`` into the ensemble ``ens`` with one filter analysis, lazily.
+
+    Parameters
+    ----------
+    ens : ensemble Dataset (``member``, [``layer``,] lat/lon or y/x). Sigma-point sets
+        carry 2n+1 members and ``weight``/``weight_cov``; particle sets ``weight``.
+    obs : observations Dataset: value variables named like the operator's output and
+        ``<name>_err`` (1-sigma) or an ``error_std`` attribute; NaN = no observation. A
+        ``time`` dim is matched to the state's ``time`` coordinate (or must have length
+        1). Observations on a shifted/subset grid are aligned by coordinates.
+    operator : callable ``operator(ens, params)`` returning the predicted observations
+        per member (DataArray/Dataset named like the observed variables).
+    params : parameters Dataset passed to the operator (and used for the bounds).
+    method : ``"enkf"``, ``"etkf"``, ``"letkf"``, ``"ukf"``, ``"cdkf"``, ``"srukf"``,
+        ``"srcdkf"``, ``"pf"`` or a filter object; ``filter_kwargs`` build or override it.
+    seed, cycle : key of the counter-based random numbers (EnKF, PF); ``seed=None``
+        draws a fresh seed.
+    bounds : ``{var: (lo, hi)}`` extra bounds (numbers, DataArrays, names of ``params``
+        variables or None), e.g. for augmented parameters.
+    return_diagnostics : also return a Dataset of diagnostics: ``innovation`` (y - H x̄
+        per obs variable and pixel, NaN where unused), ``innovation_mean``/``innovation_std``
+        (domain statistics per obs variable), ``innovation_expected_std``
+        (sqrt(HPHᵀ + R)), ``n_used``/``n_rejected`` per pixel, ``ess`` (PF),
+        ``spread_prior_<var>``/``spread_posterior_<var>`` and ``bound_adjustment_<var>``.
+
+    Returns
+    -------
+    The analysis ensemble (same variables, dims, chunks and attrs), or
+    ``(analysis, diagnostics)``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, xldas
+    >>> rng = np.random.default_rng(0)
+    >>> sm = xr.DataArray(0.25 + 0.03 * rng.standard_normal((20, 2, 3, 4)),
+    ...                   dims=("member", "layer", "lat", "lon"), attrs={"units": "m3 m-3"})
+    >>> ens = xr.Dataset({"sm": sm}, coords={"lat": [38.0, 38.1, 38.2], "lon": [100.0, 100.1, 100.2, 100.3]})
+    >>> top = lambda e, p: e["sm"].isel(layer=0, drop=True)
+    >>> obs = xr.Dataset({"sm": xr.full_like(ens["sm"].isel(member=0, layer=0, drop=True), 0.30)})
+    >>> obs["sm"].attrs.update(units="m3 m-3", error_std=0.02)
+    >>> ana = ens.ldas.assimilate(obs, top, None, method="etkf")
+    >>> bool(abs(ana.sm.isel(layer=0).mean() - 0.30) < abs(ens.sm.isel(layer=0).mean() - 0.30))
+    True
+    """
+    filt = get_filter(method, **filter_kwargs)
+    if not isinstance(ens, xr.Dataset):
+        raise DimensionError("assimilate needs an ensemble Dataset")
+    if "member" not in ens.dims:
+        raise DimensionError("the ensemble has no 'member' dimension")
+    n_members = ens.sizes["member"]
+    need = getattr(filt, "min_members", 2)
+    if n_members < need:
+        raise FilterError(f"{type(filt).__name__} needs at least {need} members; got {n_members}")
+    if ens.chunks and len(ens.chunks.get("member", (n_members,))) > 1:
+        ens = ens.chunk(member=-1)
+    names = state_variables(ens)
+    if not names:
+        raise DimensionError("no state variable with a 'member' dim in the ensemble")
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**62))
+
+    diag = {}
+    E, layout = stack_state(ens, names)
+    w_prior = w_post = None
+    weights = {}
+    screen_kw = {}
+    if isinstance(filt, _SigmaPointFilter):
+        n = E.sizes["state"]
+        if n_members != 2 * n + 1:
+            raise FilterError(
+                f"{type(filt).__name__}: the state has n={n} elements, so the ensemble needs "
+                f"2n+1={2 * n + 1} sigma points as members; got {n_members}"
+            )
+        wm, wc = filt.weights(n)
+        wm_da = xr.DataArray(wm, dims="member")
+        wc_da = xr.DataArray(wc, dims="member")
+        q = xr.DataArray(_q_vector(filt.Q, layout, n), dims="state")
+        Xp, xm, S = apply_kernel(
+            partial(_sigma_predict_block, filt=filt),
+            E,
+            wm_da,
+            wc_da,
+            q,
+            input_core_dims=[["member", "state"], ["member"], ["member"], ["state"]],
+            output_core_dims=[["member", "state"], ["state"], ["state", "state_b"]],
+            output_dtypes=["f8", "f8", "f8"],
+            output_sizes={"state_b": n},
+        )
+        prior = ens.copy()
+        for name, da in unstack_state(Xp.transpose(*E.dims), layout, ens).items():
+            prior[name] = da
+        pred, onames = _predicted(operator, prior, params)
+        y_ds, R_ds = _prepare_obs(obs, pred, onames, ens)
+        HE, olayout = stack_state(pred, onames, core="obs")
+        y, _ = stack_state(y_ds, onames, core="obs", member=False)
+        R, _ = stack_state(R_ds, onames, core="obs", member=False)
+        Ea = apply_kernel(
+            partial(_sigma_update_block, filt=filt),
+            Xp,
+            xm,
+            S,
+            HE,
+            y,
+            R,
+            input_core_dims=[
+                ["member", "state"],
+                ["state"],
+                ["state", "state_b"],
+                ["member", "obs"],
+                ["obs"],
+                ["obs"],
+            ],
+            output_core_dims=[["member", "state"]],
+            output_dtypes=["f8"],
+        )
+        ref = ens[names[0]].isel(member=0, drop=True)
+        ref = ref.isel({d: 0 for d in ref.dims if d not in spatial_dims(ens)}, drop=True)
+        weights["weight"] = wm_da.broadcast_like(ref)
+        weights["weight_cov"] = wc_da.broadcast_like(ref)
+        w_prior = w_post = (wm_da, wc_da)
+        screen_kw = {"wm": wm, "wc": wc}
+    else:
+        pred, onames = _predicted(operator, ens, params)
+        y_ds, R_ds = _prepare_obs(obs, pred, onames, ens)
+        HE, olayout = stack_state(pred, onames, core="obs")
+        y, _ = stack_state(y_ds, onames, core="obs", member=False)
+        R, _ = stack_state(R_ds, onames, core="obs", member=False)
+        if isinstance(filt, LETKF):
+            d, rinv = _screen(HE, y, R, filt.gross_error)[:2]
+            Ea = _letkf(E, HE, d, rinv, ens, filt)
+        elif isinstance(filt, PF):
+            wp = (
+                ens["weight"].astype("f8")
+                if "weight" in ens
+                else xr.full_like(E.isel(state=0, drop=True), 1.0 / n_members)
+            )
+            Ea, wa, ess = apply_kernel(
+                partial(_pf_block, filt=filt, seed=seed, cycle=cycle),
+                E,
+                HE,
+                y,
+                R,
+                wp,
+                _pixel_index(ens),
+                input_core_dims=[
+                    ["member", "state"],
+                    ["member", "obs"],
+                    ["obs"],
+                    ["obs"],
+                    ["member"],
+                    [],
+                ],
+                output_core_dims=[["member", "state"], ["member"], []],
+                output_dtypes=["f8", "f8", "f8"],
+            )
+            ess.attrs = {"long_name": "effective sample size after reweighting", "units": "1"}
+            diag["ess"] = ess
+            weights["weight"] = wa.transpose(*wp.dims)
+            w_prior, w_post = (wp, wp), (weights["weight"], weights["weight"])
+            screen_kw = {}
+        else:
+            Ea = apply_kernel(
+                partial(_ensemble_block, filt=filt, seed=seed, cycle=cycle),
+                E,
+                HE,
+                y,
+                R,
+                _pixel_index(ens),
+                input_core_dims=[["member", "state"], ["member", "obs"], ["obs"], ["obs"], []],
+                output_core_dims=[["member", "state"]],
+                output_dtypes=["f8"],
+            )
+    analysis = unstack_state(Ea.transpose(*E.dims), layout, ens)
+    adjustments = _apply_bounds(analysis, ens, params, bounds)
+    out = ens.copy()
+    for name, da in analysis.items():
+        out[name] = da
+    for wname, w in weights.items():
+        w = w.astype("f8")
+        w.attrs = {
+            "long_name": "mean weight" if wname == "weight" else "covariance weight",
+            "units": "1",
+        }
+        out[wname] = w
+    add_history(out, f"assimilate: {filt!r}, seed={seed}, cycle={cycle}")
+    if not return_diagnostics:
+        return out
+    diag.update(adjustments)
+    diag.update(_diagnostics(HE, y, R, filt, olayout, ens, screen_kw))
+    for name in names:
+        diag[f"spread_prior_{name}"] = _spread(ens[name], w_prior)
+        diag[f"spread_posterior_{name}"] = _spread(out[name], w_post)
+    dds = xr.Dataset(diag)
+    dds.attrs["filter"] = repr(filt)
+    return out, add_history(dds, f"assimilate diagnostics: {type(filt).__name__}")
+
+
+def _q_vector(Q, layout, n):
+    if Q is None:
+        return np.zeros(n)
+    if isinstance(Q, Mapping):
+        parts = []
+        for name, _extra, size in layout:
+            v = np.asarray(Q.get(name, 0.0), float)
+            parts.append(np.broadcast_to(v, (size,)))
+        return np.concatenate(parts)
+    return np.broadcast_to(np.asarray(Q, float), (n,)).copy()
+
+
+def _screen(HE, y, R, gross, wm=None, wc=None):
+    return apply_kernel(
+        partial(_screen_block, gross=gross, wm=wm, wc=wc),
+        HE,
+        y,
+        R,
+        input_core_dims=[["member", "obs"], ["obs"], ["obs"]],
+        output_core_dims=[["obs"]] * 6,
+        output_dtypes=["f8", "f8", "f8", "f8", "i1", "i1"],
+    )
+
+
+def _obs_labels(olayout):
+    labels = []
+    for name, extra, size in olayout:
+        labels += [name] if extra is None else [f"{name}[{i}]" for i in range(size)]
+    return labels
+
+
+def _diagnostics(HE, y, R, filt, olayout, ens, screen_kw):
+    sdims = spatial_dims(ens)
+    _, _, innov, expected, used, rejected = _screen(HE, y, R, filt.gross_error, **screen_kw)
+    labels = _obs_labels(olayout)
+    ren = {"obs": "obs_variable"}
+    innov = innov.rename(ren).assign_coords(obs_variable=labels)
+    expected = expected.rename(ren).assign_coords(obs_variable=labels)
+    out = {
+        "innovation": innov.assign_attrs(long_name="innovation y - H(x) of the ensemble mean"),
+        "innovation_expected_std": expected.assign_attrs(
+            long_name="expected innovation standard deviation sqrt(HPH^T + R)"
+        ),
+        "innovation_mean": innov.mean(sdims).assign_attrs(long_name="domain-mean innovation"),
+        "innovation_std": innov.std(sdims).assign_attrs(
+            long_name="domain standard deviation of the innovations"
+        ),
+        "n_used": used.sum("obs").astype("i4").assign_attrs(long_name="observations used"),
+        "n_rejected": rejected.sum("obs")
+        .astype("i4")
+        .assign_attrs(long_name="observations rejected by the gross-error check"),
+    }
+    return out
+
+
+def _spread(da, w):
+    """Ensemble standard deviation over ``member`` (weighted with (wm, wc) if given)."""
+    if w is None:
+        s = da.std("member", ddof=1)
+    else:
+        wm, wc = w
+        mean = (da * wm).sum("member")
+        s = np.sqrt(np.abs((wc * (da - mean) ** 2).sum("member")))
+    s.attrs = {"units": da.attrs.get("units", ""), "long_name": f"ensemble spread of {da.name}"}
+    return s
