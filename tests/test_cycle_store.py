@@ -177,3 +177,21 @@ def test_lock_released_on_error(tmp_path):
     with WriterLock(tmp_path / "s"):
         pass
     assert time.time() - t < 5
+
+
+def test_diagnostics_schema_changes_between_cycles(tmp_path):
+    grid = {"lat": np.arange(3.0), "lon": np.arange(5.0)}
+    diags = [
+        xr.Dataset({"a": ((), 1), "m": (("lat", "lon"), np.ones((3, 5)))}, coords=grid),
+        xr.Dataset(
+            {"a": ((), 2), "b": ((), 0.5), "m": (("lat", "lon"), 2 * np.ones((3, 5)))}, coords=grid
+        ),
+        xr.Dataset({"b": ((), 0.7)}, coords=grid),
+    ]
+    with CycleStore(tmp_path / "exp", "h1") as st:
+        for k, d in enumerate(diags, start=1):
+            st.commit_cycle(k, T0 + pd.Timedelta(days=k), _ens(k), {"diagnostics": d})
+    out = open_output(tmp_path / "exp", "diagnostics").load()
+    np.testing.assert_array_equal(out.a.values, [1, 2, 0])
+    np.testing.assert_array_equal(out.b.values, [np.nan, 0.5, 0.7])
+    assert np.isnan(out.m.isel(time=2)).all() and (out.m.isel(time=1) == 2).all()

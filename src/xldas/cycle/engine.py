@@ -625,7 +625,7 @@ class Engine:
         status_all = {}
         n_used_total = 0
         innov_sq, innov_n = [], []
-        for src in self.obs:
+        for isrc, src in enumerate(self.obs):
             obs, status = src.window(t0, t1)
             name = src.cfg.name
             status_all[name] = status
@@ -665,12 +665,16 @@ class Engine:
                     innov_sq.append((d**2).sum())
                     innov_n.append(d.notnull().sum())
                 if self.filter is not None:
-                    seed = _seed(self.exp.ensemble.seed, cycle, _PURPOSE["analysis"] + 7 * it)
+                    # counter-based random numbers keyed by (seed, cycle, sub-analysis)
+                    seed = _seed(self.exp.ensemble.seed, 0, _PURPOSE["analysis"])
+                    key = 1024 * cycle + 32 * isrc + it
                     analysis, fdiag = _assimilate(
-                        analysis, y, src.operator, params, self.filter, seed
+                        analysis, y, src.operator, params, self.filter, seed, key
                     )
-                    for k, val in fdiag.data_vars.items():
-                        diag[f"{name}_{k}" if it == 0 else f"{name}_{k}_{it}"] = val
+                    if it == 0:
+                        for k, val in fdiag.data_vars.items():
+                            if "member" not in val.dims:
+                                diag[f"{name}_filter_{k}"] = val
             n_used_total = n_used_total + used
         analysis = analysis.persist()
         diag_ds = xr.Dataset(diag)
@@ -823,11 +827,13 @@ class Engine:
         return until, late
 
 
-def _assimilate(ens, obs, operator, params, filt, seed):
+def _assimilate(ens, obs, operator, params, filt, seed: int, key: int):
+    """One analysis with ``xldas.filters.assimilate``; random numbers keyed by (seed, key)."""
     from xldas.filters import assimilate
 
-    out = assimilate(ens, obs, operator, params, method=filt, seed=seed, return_diagnostics=True)
-    analysis, diag = out
+    analysis, diag = assimilate(
+        ens, obs, operator, params, method=filt, seed=seed, cycle=key, return_diagnostics=True
+    )
     if isinstance(diag, xr.DataArray):
         diag = diag.to_dataset()
     return analysis, diag

@@ -235,6 +235,52 @@ def _encode_time(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     return enc
 
 
+def _harmonise(ds: xr.Dataset, session, group: str) -> xr.Dataset:
+    """Make ``ds`` fit the variables already in ``group`` before an append.
+
+    A variable stored earlier but absent now is filled (NaN, or 0 for integer counts); a
+    new variable is created in the group with fill values for the earlier times (its
+    other dimensions must already exist there), so that every time step of every variable
+    exists exactly once.
+    """
+    import zarr
+
+    g = zarr.open_group(session.store, path=group, mode="a", zarr_format=3)
+    stored = {name: arr for name, arr in g.arrays()}
+    ntime = stored["time"].shape[0]
+    for name, arr in stored.items():
+        if name in ds.variables or name == "time":
+            continue
+        dims = tuple(arr.metadata.dimension_names or ())
+        if "time" not in dims:
+            continue
+        shape = tuple(ds.sizes.get(d, n) if d != "time" else 1 for d, n in zip(dims, arr.shape))
+        fill = np.nan if np.issubdtype(arr.dtype, np.floating) else 0
+        attrs = {k: v for k, v in arr.attrs.items() if not k.startswith("_")}
+        ds[name] = xr.DataArray(np.full(shape, fill, dtype=arr.dtype), dims=dims, attrs=attrs)
+    for name in list(ds.data_vars):
+        if name in stored:
+            continue
+        da = ds[name]
+        other = [d for d in da.dims if d != "time"]
+        if any(d not in stored for d in other):
+            log.warning("diagnostic %r has a dimension the store lacks; not stored", name)
+            ds = ds.drop_vars(name)
+            continue
+        floating = np.issubdtype(da.dtype, np.floating)
+        arr = g.create_array(
+            name,
+            shape=(ntime, *[da.sizes[d] for d in other]),
+            chunks=(1, *[da.sizes[d] for d in other]),
+            dtype=da.dtype,
+            fill_value=np.nan if floating else 0,
+            dimension_names=("time", *other),
+        )
+        attrs = {k: v for k, v in da.attrs.items() if isinstance(v, (str, int, float))}
+        arr.attrs.update(attrs)
+    return ds
+
+
 class CycleStore:
     """Outputs and checkpoints of one experiment in an icechunk repository.
 
@@ -469,6 +515,7 @@ class CycleStore:
                     enc.setdefault(v, {})["chunks"] = chunks
                 ds.to_zarr(session.store, group=group, mode="w-", encoding=enc, **_ZARR_KW)
             else:
+                ds = _harmonise(ds, session, group)
                 ds.to_zarr(session.store, group=group, append_dim="time", **_ZARR_KW)
             _fault("write", cycle)
         sums = checksums(checkpoint)
