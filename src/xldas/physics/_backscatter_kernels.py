@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from xldas._numba import gufunc, njit
+from xldas.physics._arrays import asarray
 from xldas.physics._microwave_kernels import fresnel_np, fresnel_scalar
 
 C_CM_GHZ = 29.9792458  # speed of light in cm GHz (lambda_cm = C_CM_GHZ / f_GHz)
@@ -60,25 +61,25 @@ def wcm_soil_kernel(sigma0_db, veg1, veg2, incidence_deg, a, b, out):
 
 def _wcm_parts_np(veg1, veg2, incidence_deg, a, b):
     c = np.cos(np.radians(incidence_deg))
-    gamma2 = np.exp(-2.0 * np.asarray(b) * veg2 / c)
-    return a * np.asarray(veg1) * c * (1.0 - gamma2), gamma2
+    gamma2 = np.exp(-2.0 * asarray(b) * veg2 / c)
+    return a * asarray(veg1) * c * (1.0 - gamma2), gamma2
 
 
 def _db_np(x):
-    x = np.asarray(x, dtype=float)
+    x = asarray(x, dtype=float)
     return np.where(x > 0.0, 10.0 * np.log10(np.where(x > 0.0, x, 1.0)), np.nan)
 
 
 def wcm_forward_np(soil_db, veg1, veg2, incidence_deg, a, b):
     """NumPy reference of :func:`wcm_forward_kernel`."""
     veg, gamma2 = _wcm_parts_np(veg1, veg2, incidence_deg, a, b)
-    return _db_np(veg + gamma2 * 10.0 ** (np.asarray(soil_db) / 10.0))
+    return _db_np(veg + gamma2 * 10.0 ** (asarray(soil_db) / 10.0))
 
 
 def wcm_soil_np(sigma0_db, veg1, veg2, incidence_deg, a, b):
     """NumPy reference of :func:`wcm_soil_kernel`."""
     veg, gamma2 = _wcm_parts_np(veg1, veg2, incidence_deg, a, b)
-    num = 10.0 ** (np.asarray(sigma0_db) / 10.0) - veg
+    num = 10.0 ** (asarray(sigma0_db) / 10.0) - veg
     return _db_np(np.where(num > 0.0, num / gamma2, np.nan))
 
 
@@ -110,20 +111,14 @@ def oh1992_kernel(eps, ks, incidence_deg, vv, hh, hv):
 
 def oh1992_np(eps, ks, incidence_deg):
     """NumPy reference of :func:`oh1992_kernel` (dB)."""
-    eps = np.asarray(eps, dtype=complex)
+    eps = asarray(eps, dtype=complex)
     th = np.radians(incidence_deg)
     r = np.sqrt(eps)
     gamma0 = np.abs((1.0 - r) / (1.0 + r)) ** 2
     gh, gv = fresnel_np(eps, incidence_deg)
     p = (1.0 - (2.0 * th / np.pi) ** (1.0 / (3.0 * gamma0)) * np.exp(-ks)) ** 2
     q = 0.23 * np.sqrt(gamma0) * (1.0 - np.exp(-ks))
-    vv = (
-        0.7
-        * (1.0 - np.exp(-0.65 * np.asarray(ks) ** 1.8))
-        * np.cos(th) ** 3
-        * (gv + gh)
-        / np.sqrt(p)
-    )
+    vv = 0.7 * (1.0 - np.exp(-0.65 * asarray(ks) ** 1.8)) * np.cos(th) ** 3 * (gv + gh) / np.sqrt(p)
     return _db_np(vv), _db_np(p * vv), _db_np(q * vv)
 
 
@@ -155,13 +150,13 @@ def oh2004_kernel(sm, ks, incidence_deg, vv, hh, vh):
 
 def oh2004_np(sm, ks, incidence_deg):
     """NumPy reference of :func:`oh2004_kernel` (dB)."""
-    sm = np.asarray(sm, dtype=float)
+    sm = asarray(sm, dtype=float)
     valid = (sm > 0.0) & (sm <= 1.0)
     smv = np.where(valid, sm, 0.5)
     th = np.radians(incidence_deg)
-    vh = 0.11 * smv**0.7 * np.cos(th) ** 2.2 * (1.0 - np.exp(-0.32 * np.asarray(ks) ** 1.8))
-    q = 0.095 * (0.13 + np.sin(1.5 * th)) ** 1.4 * (1.0 - np.exp(-1.3 * np.asarray(ks) ** 0.9))
-    p = 1.0 - (2.0 * th / np.pi) ** (0.35 * smv**-0.65) * np.exp(-0.4 * np.asarray(ks) ** 1.4)
+    vh = 0.11 * smv**0.7 * np.cos(th) ** 2.2 * (1.0 - np.exp(-0.32 * asarray(ks) ** 1.8))
+    q = 0.095 * (0.13 + np.sin(1.5 * th)) ** 1.4 * (1.0 - np.exp(-1.3 * asarray(ks) ** 0.9))
+    p = 1.0 - (2.0 * th / np.pi) ** (0.35 * smv**-0.65) * np.exp(-0.4 * asarray(ks) ** 1.4)
     vv = vh / q
     out = (_db_np(vv), _db_np(p * vv), _db_np(vh))
     return tuple(np.where(valid, o, np.nan) for o in out)
@@ -191,11 +186,11 @@ def dubois1995_kernel(eps, ks, incidence_deg, frequency_ghz, vv, hh):
 
 def dubois1995_np(eps, ks, incidence_deg, frequency_ghz):
     """NumPy reference of :func:`dubois1995_kernel` (dB)."""
-    e = np.real(np.asarray(eps))
+    e = asarray(eps, dtype=complex).real
     th = np.radians(incidence_deg)
-    lam = C_CM_GHZ / np.asarray(frequency_ghz, dtype=float)
+    lam = C_CM_GHZ / asarray(frequency_ghz, dtype=float)
     s, c, t = np.sin(th), np.cos(th), np.tan(th)
-    ks = np.asarray(ks, dtype=float)
+    ks = asarray(ks, dtype=float)
     hh = 10.0**-2.75 * c**1.5 / s**5 * 10.0 ** (0.028 * e * t) * (ks * s) ** 1.4 * lam**0.7
     vv = 10.0**-2.35 * c**3 / s**3 * 10.0 ** (0.046 * e * t) * (ks * s) ** 1.1 * lam**0.7
     return _db_np(vv), _db_np(hh)

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from xldas._numba import gufunc, njit
+from xldas.physics._arrays import asarray
 
 EPS0 = 8.854e-12  # vacuum permittivity, F m-1
 EPS_W_INF = 4.9  # high-frequency limit of the permittivity of water
@@ -94,7 +95,7 @@ def dobson_kernel(sm, sand, clay, frequency_ghz, temperature_c, bulk_density, ou
 
 def dobson_np(sm, sand, clay, frequency_ghz, temperature_c, bulk_density):
     """NumPy reference of :func:`dobson_kernel`."""
-    xp_sm = np.asarray(sm, dtype=float)
+    xp_sm = asarray(sm, dtype=float)
     sm, sand, clay, f, t, rho = np.broadcast_arrays(
         xp_sm, sand, clay, frequency_ghz, temperature_c, bulk_density
     )
@@ -187,7 +188,7 @@ def _debye_nk_np(eps0x, tau_x, sigma_x, f_hz):
 
 def mironov_np(sm, clay, frequency_ghz):
     """NumPy reference of :func:`mironov_kernel`."""
-    sm, c, f = np.broadcast_arrays(np.asarray(sm, dtype=float), clay, frequency_ghz)
+    sm, c, f = np.broadcast_arrays(asarray(sm, dtype=float), clay, frequency_ghz)
     f_hz = f * 1.0e9
     n_d = 1.634 - 0.539 * c + 0.2748 * c**2
     k_d = 0.03952 - 0.04038 * c
@@ -233,7 +234,7 @@ def fresnel_kernel(eps, incidence_deg, gamma_h, gamma_v):
 
 def fresnel_np(eps, incidence_deg):
     """NumPy reference of :func:`fresnel_kernel`."""
-    eps = np.asarray(eps, dtype=complex)
+    eps = asarray(eps, dtype=complex)
     th = np.radians(incidence_deg)
     c = np.cos(th)
     root = np.sqrt(eps - np.sin(th) ** 2)
@@ -309,7 +310,7 @@ def tau_omega_np(eps, t_soil, t_canopy, tau, omega, h, incidence_deg, q, n_h, n_
     """NumPy reference of :func:`tau_omega_kernel`."""
     gh, gv = fresnel_np(eps, incidence_deg)
     rh, rv = rough_np(gh, gv, h, q, n_h, n_v, incidence_deg)
-    gamma = np.exp(-np.asarray(tau) / np.cos(np.radians(incidence_deg)))
+    gamma = np.exp(-asarray(tau) / np.cos(np.radians(incidence_deg)))
 
     def tb(r):
         return t_soil * (1.0 - r) * gamma + t_canopy * (1.0 - omega) * (1.0 - gamma) * (
@@ -337,7 +338,7 @@ def vwc_kernel(ndvi, ndvi_max, ndvi_min, stem_factor, out):
 
 def vwc_np(ndvi, ndvi_max, ndvi_min, stem_factor):
     """NumPy reference of :func:`vwc_kernel`."""
-    ndvi = np.asarray(ndvi, dtype=float)
+    ndvi = asarray(ndvi, dtype=float)
     return 1.9134 * ndvi**2 - 0.3215 * ndvi + stem_factor * (ndvi_max - ndvi_min) / (1.0 - ndvi_min)
 
 
@@ -348,7 +349,7 @@ def optical_depth_kernel(vwc, b, out):
 
 def optical_depth_np(vwc, b):
     """NumPy reference of :func:`optical_depth_kernel` (tau = b * VWC)."""
-    return np.asarray(b) * vwc
+    return asarray(b) * vwc
 
 
 @gufunc(["void(float64, float64, float64, float64[:])"], "(),(),()->()")
@@ -358,4 +359,4 @@ def effective_temperature_kernel(t_surface, t_deep, c, out):
 
 def effective_temperature_np(t_surface, t_deep, c):
     """NumPy reference of :func:`effective_temperature_kernel` (Choudhury et al. 1982)."""
-    return np.asarray(t_deep) + c * (np.asarray(t_surface) - t_deep)
+    return asarray(t_deep) + c * (asarray(t_surface) - t_deep)

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from xldas._numba import gufunc, njit
+from xldas.physics._arrays import asarray
 
 A0, A1, A2 = 0.0808, 0.372, 0.115  # Desilets et al. (2010)
 SOC_WATER_EQUIVALENT = 0.556  # g water per g soil organic carbon
@@ -38,7 +39,7 @@ def neutrons_kernel(sm, n0, bulk_density, lattice_water, soc, out):
 
 def neutrons_np(sm, n0, bulk_density, lattice_water, soc):
     """NumPy reference of :func:`neutrons_kernel`."""
-    theta_g = np.asarray(sm) * RHO_W / bulk_density + lattice_water + SOC_WATER_EQUIVALENT * soc
+    theta_g = asarray(sm) * RHO_W / bulk_density + lattice_water + SOC_WATER_EQUIVALENT * soc
     return n0 * (A0 / (theta_g + A2) + A1)
 
 
@@ -58,7 +59,7 @@ def neutron_sm_kernel(n, n0, bulk_density, lattice_water, soc, out):
 
 def neutron_sm_np(n, n0, bulk_density, lattice_water, soc):
     """NumPy reference of :func:`neutron_sm_kernel`."""
-    ratio = np.asarray(n, dtype=float) / n0
+    ratio = asarray(n, dtype=float) / n0
     ok = ratio > A1
     theta_g = A0 / np.where(ok, ratio - A1, 1.0) - A2 - lattice_water - SOC_WATER_EQUIVALENT * soc
     return np.where(ok, theta_g * bulk_density / RHO_W, np.nan)
@@ -95,10 +96,10 @@ def corrections_np(
     pressure_hpa, pressure_ref_hpa, beta, humidity, humidity_ref, incoming, incoming_ref, rc
 ):
     """NumPy reference of :func:`corrections_kernel`."""
-    f_p = np.exp(beta * (np.asarray(pressure_hpa) - pressure_ref_hpa))
-    f_wv = 1.0 + 0.0054 * (np.asarray(humidity) - humidity_ref)
-    scale = -0.075 * (np.asarray(rc) - RC_REF) + 1.0
-    f_i = 1.0 / (1.0 + scale * (np.asarray(incoming) / incoming_ref - 1.0))
+    f_p = np.exp(beta * (asarray(pressure_hpa) - pressure_ref_hpa))
+    f_wv = 1.0 + 0.0054 * (asarray(humidity) - humidity_ref)
+    scale = -0.075 * (asarray(rc) - RC_REF) + 1.0
+    f_i = 1.0 / (1.0 + scale * (asarray(incoming) / incoming_ref - 1.0))
     return f_p, f_wv, f_i
 
 
@@ -109,7 +110,7 @@ def biomass_correction_kernel(biomass, out):
 
 def biomass_correction_np(biomass):
     """NumPy reference of :func:`biomass_correction_kernel` (Baatz et al. 2015)."""
-    return 1.0 / (1.0 - 0.009 * np.asarray(biomass))
+    return 1.0 / (1.0 - 0.009 * asarray(biomass))
 
 
 @gufunc(["void(float64, float64, float64[:])"], "(),()->()")
@@ -119,7 +120,7 @@ def absolute_humidity_kernel(vapour_pressure_pa, temperature_k, out):
 
 def absolute_humidity_np(vapour_pressure_pa, temperature_k):
     """NumPy reference of :func:`absolute_humidity_kernel` (g m-3)."""
-    return 1000.0 * np.asarray(vapour_pressure_pa) / (R_V * np.asarray(temperature_k))
+    return 1000.0 * asarray(vapour_pressure_pa) / (R_V * asarray(temperature_k))
 
 
 # ------------------------------------------------------------------------------ depths
@@ -139,11 +140,11 @@ def d86_kernel(theta, bulk_density, distance_m, out):
 
 def d86_np(theta, bulk_density, distance_m):
     """NumPy reference of :func:`d86_kernel`."""
-    theta = np.asarray(theta, dtype=float)
+    theta = asarray(theta, dtype=float)
     return (
         8.321
         + 0.14249
-        * (0.96655 + np.exp(-np.asarray(distance_m) / 100.0))
+        * (0.96655 + np.exp(-asarray(distance_m) / 100.0))
         * (20.0 + theta)
         / (0.0429 + theta)
     ) / bulk_density
@@ -156,7 +157,7 @@ def franz_depth_kernel(sm, bulk_density, lattice_water, out):
 
 def franz_depth_np(sm, bulk_density, lattice_water):
     """NumPy reference of :func:`franz_depth_kernel` (Franz et al. 2012, cm)."""
-    return 5.8 / (np.asarray(bulk_density) * lattice_water + sm + 0.0829)
+    return 5.8 / (asarray(bulk_density) * lattice_water + sm + 0.0829)
 
 
 # ----------------------------------------------------------------- vertical weighting
@@ -182,9 +183,9 @@ def vertical_weights_kernel(depth_bottom_m, d86_cm, out):
 
 def vertical_weights_np(depth_bottom_m, d86_cm):
     """NumPy reference of :func:`vertical_weights_kernel` (layer is the last axis)."""
-    bot = np.asarray(depth_bottom_m, dtype=float) * 100.0
+    bot = asarray(depth_bottom_m, dtype=float) * 100.0
     top = np.concatenate([np.zeros_like(bot[..., :1]), bot[..., :-1]], axis=-1)
-    d = np.asarray(d86_cm, dtype=float)[..., None]
+    d = asarray(d86_cm, dtype=float)[..., None]
     w = np.exp(-2.0 * top / d) - np.exp(-2.0 * bot / d)
     return w / w.sum(axis=-1, keepdims=True)
 
@@ -210,10 +211,8 @@ def weighted_sm_kernel(
 
 def weighted_sm_np(sm, depth_bottom_m, bulk_density, lattice_water, soc, distance_m, n_iter):
     """NumPy reference of :func:`weighted_sm_kernel` (layer is the last axis)."""
-    sm = np.asarray(sm, dtype=float)
-    offset = (
-        (np.asarray(lattice_water) + SOC_WATER_EQUIVALENT * np.asarray(soc)) * bulk_density / RHO_W
-    )
+    sm = asarray(sm, dtype=float)
+    offset = (asarray(lattice_water) + SOC_WATER_EQUIVALENT * asarray(soc)) * bulk_density / RHO_W
     theta = sm[..., 0]
     for _ in range(int(n_iter)):
         w = vertical_weights_np(depth_bottom_m, d86_np(theta + offset, bulk_density, distance_m))

@@ -120,7 +120,23 @@ def water_cloud_soil_backscatter(
     """Bare-soil backscatter (dB) under a canopy: the water cloud model solved for σ⁰_soil.
 
     σ⁰_soil = (σ⁰ − A·V₁·cosθ·(1 − γ²))/γ² (linear). Where the vegetation term exceeds the
-    observation the result is NaN (never a clipped value).
+    observation the result is NaN (never a clipped value). Use it to invert a physical soil
+    model (Oh, Dubois) numerically, or through :func:`water_cloud_soil_moisture`.
+
+    Parameters
+    ----------
+    sigma0_db : observed total backscatter (dB).
+    veg1, veg2 : vegetation descriptors V₁, V₂.
+    incidence_deg : local incidence angle (degrees).
+    a, b : water cloud parameters A, B (> 0).
+
+    Returns
+    -------
+    Bare-soil backscatter (dB), named ``sigma0_soil``.
+
+    References
+    ----------
+    Attema E.P.W., Ulaby F.T. (1978) Radio Science 13(2):357–364.
 
     Examples
     --------
@@ -151,6 +167,15 @@ def water_cloud_soil_moisture(
 
     θ = (σ⁰_soil,dB − C)/D with σ⁰_soil from :func:`water_cloud_soil_backscatter`; NaN where
     the vegetation term exceeds the observation. The result is not clipped to a physical range.
+
+    Parameters
+    ----------
+    sigma0_db : observed total backscatter (dB).
+    veg1, veg2, incidence_deg, a, b, c, d : as in :func:`water_cloud_backscatter`.
+
+    Returns
+    -------
+    Volumetric soil moisture (m3 m-3), named ``sm``.
 
     Examples
     --------

@@ -96,6 +96,19 @@ def cosmic_ray_soil_moisture(
 
     θ_v = (a₀/(N/N₀ − a₁) − a₂ − θ_off)·ρ_b/ρ_w; NaN where N/N₀ ≤ a₁ = 0.372.
 
+    Parameters
+    ----------
+    neutron_count : corrected count rate N (counts per hour).
+    n0, bulk_density, lattice_water, soc : as in :func:`cosmic_ray_neutrons`.
+
+    Returns
+    -------
+    Volumetric soil moisture (m3 m-3), named ``sm``.
+
+    References
+    ----------
+    Desilets D., Zreda M., Ferré T.P.A. (2010) WRR 46:W11505.
+
     Examples
     --------
     >>> from xldas.physics import cosmic_ray_soil_moisture
@@ -221,7 +234,12 @@ def biomass_correction(biomass, *, engine: str | None = None):
 
 
 def absolute_humidity(vapour_pressure_pa, temperature_k, *, engine: str | None = None):
-    """Absolute humidity ρ_v = 1000·e/(R_v·T) in g m-3 (e in Pa, T in K).
+    """Absolute humidity ρ_v = 1000·e/(R_v·T) in g m-3, for :func:`neutron_corrections`.
+
+    Parameters
+    ----------
+    vapour_pressure_pa : water vapour pressure e (Pa).
+    temperature_k : air temperature (K; a DataArray in °C is converted).
 
     Examples
     --------
@@ -273,6 +291,16 @@ def franz_effective_depth(sm, bulk_density, lattice_water=0.0, *, engine: str | 
     """Effective measurement depth z* (cm) of a CRNS (Franz et al. 2012).
 
     z* = 5.8/(ρ_b·τ + θ + 0.0829); ≈70 cm over dry soil, ≈12 cm over wet soil.
+
+    Parameters
+    ----------
+    sm : volumetric soil moisture (m3 m-3).
+    bulk_density : dry bulk density (g cm-3).
+    lattice_water : lattice water τ (g g-1).
+
+    References
+    ----------
+    Franz T.E. et al. (2012) WRR 48:W08515.
 
     Examples
     --------
