@@ -118,6 +118,14 @@ def test_tau_omega_effective_temperature_from_layers():
     np.testing.assert_allclose(deep, 285.0 + 0.246 * 15.0)
 
 
+def test_tau_omega_per_cell_incidence():
+    state, params = make_state(), make_params()
+    params = params.assign(inc=(params.lai * 0 + 40.0).assign_attrs(units="degree"))
+    xr.testing.assert_allclose(
+        TauOmega.smap(incidence_deg="inc")(state, params), TauOmega.smap()(state, params)
+    )
+
+
 def test_tau_omega_tsoil_in_celsius_converted():
     state, params = make_state(), make_params()
     state_c = state.assign(tsoil=(state.tsoil - 273.15).assign_attrs(units="degC"))

@@ -120,7 +120,8 @@ class TauOmega:
     Parameters
     ----------
     frequency_ghz : radiometer frequency (GHz), within the dielectric model's validity.
-    incidence_deg : incidence angle (degrees, 0–65: zero-order RT validity).
+    incidence_deg : incidence angle (degrees, 0–65: zero-order RT validity), or the name of
+        a ``params`` variable holding per-cell angles.
     pol : ``"h"``, ``"v"`` or a tuple of both.
     dielectric : ``"mironov"`` (needs ``clay``) or ``"dobson"`` (``sand``, ``clay``,
         ``bulk_density``, and T_eff as soil temperature).
@@ -132,7 +133,7 @@ class TauOmega:
     """
 
     frequency_ghz: float = 1.41
-    incidence_deg: float = 40.0
+    incidence_deg: float | str = 40.0
     pol: str | tuple[str, ...] = ("h", "v")
     dielectric: str = "mironov"
     b: float | str = 0.11
@@ -157,7 +158,8 @@ class TauOmega:
             raise UnknownOptionError("dielectric", self.dielectric, _DIELECTRIC_RANGES)
         who = f"TauOmega(dielectric={self.dielectric!r})"
         _in_range("frequency_ghz", self.frequency_ghz, *_DIELECTRIC_RANGES[self.dielectric], who)
-        _in_range("incidence_deg", self.incidence_deg, *self.INCIDENCE_RANGE, "TauOmega")
+        if not isinstance(self.incidence_deg, str):
+            _in_range("incidence_deg", self.incidence_deg, *self.INCIDENCE_RANGE, "TauOmega")
         _in_range("teff_c", self.teff_c, 0.0, 1.0, "TauOmega")
 
     @classmethod
@@ -254,7 +256,7 @@ class TauOmega:
             self.optical_depth(params),
             _value(self.omega, params, "TauOmega"),
             _value(self.h, params, "TauOmega"),
-            self.incidence_deg,
+            _value(self.incidence_deg, params, "TauOmega"),
             q=_value(self.q, params, "TauOmega"),
             n_h=self.n_h,
             n_v=self.n_v,
