@@ -1,14 +1,36 @@
-"""Validation: skill metrics of a simulation against a reference (WP3).
+"""Validation: skill, triple collocation, rescaling, station matching, calibration (WP3).
 
 Public functions
 ----------------
 :func:`skill`
-    bias, RMSE, ubRMSE, Pearson R, NSE, KGE (Gupta et al. 2009), KGE′ (Kling et al. 2012)
-    and the number of jointly valid pairs, lazily, along any dimension(s).
+    bias, RMSE, ubRMSE, Pearson R, anomaly R, NSE, KGE (Gupta et al. 2009), KGE′ (Kling
+    et al. 2012) and the number of jointly valid pairs, lazily, along any dimension(s).
+:func:`climatology`, :func:`anomalies`
+    smoothed day-of-year climatology and anomalies.
+:func:`triple_collocation`, :func:`tc_from_covariance`
+    extended triple collocation: error variances and ρ² with the truth.
+:func:`rescale`
+    CDF matching or mean/std scaling onto a reference climatology.
+:func:`match_station`, :func:`layer_weights`, :func:`match_times`
+    stations to grid cells (nearest / footprint average), model layers to sensor depths,
+    temporal matching within a tolerance.
+:func:`calibrate`
+    parameter estimation with SciPy's differential evolution, evaluations on Dask.
 
-Also available as ``sim.ldas.skill(ref, dim="time")``.
+Also available as ``sim.ldas.skill(ref, dim="time")`` and ``obs.ldas.rescale(ref)``.
 """
 
+from xldas.validation.anomaly import anomalies, climatology
+from xldas.validation.collocation import tc_from_covariance, triple_collocation
 from xldas.validation.metrics import METRICS, skill
+from xldas.validation.rescale import rescale
 
-__all__ = ["METRICS", "skill"]
+__all__ = [
+    "METRICS",
+    "anomalies",
+    "climatology",
+    "rescale",
+    "skill",
+    "tc_from_covariance",
+    "triple_collocation",
+]

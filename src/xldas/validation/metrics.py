@@ -18,27 +18,61 @@ import xarray as xr
 
 from xldas._xr import add_history
 from xldas.errors import DimensionError, UnknownOptionError
+from xldas.units import to_units
 
 __all__ = ["METRICS", "skill"]
 
-METRICS: tuple[str, ...] = ("bias", "rmse", "ubrmse", "r", "nse", "kge", "kge_prime", "n")
+METRICS: tuple[str, ...] = (
+    "bias",
+    "rmse",
+    "ubrmse",
+    "r",
+    "anomaly_r",
+    "nse",
+    "kge",
+    "kge_prime",
+    "n",
+)
 
 _LONG_NAMES = {
     "bias": "mean error (simulation minus reference)",
     "rmse": "root-mean-square error",
     "ubrmse": "unbiased root-mean-square error (population std of the difference)",
     "r": "Pearson correlation coefficient",
+    "anomaly_r": "Pearson correlation of anomalies from the day-of-year climatology",
     "nse": "Nash-Sutcliffe efficiency",
     "kge": "Kling-Gupta efficiency (Gupta et al. 2009)",
     "kge_prime": "modified Kling-Gupta efficiency KGE' (Kling et al. 2012)",
     "n": "number of jointly valid pairs",
 }
-_DIMENSIONLESS = {"r", "nse", "kge", "kge_prime", "n"}
+_DIMENSIONLESS = {"r", "anomaly_r", "nse", "kge", "kge_prime", "n"}
+
+
+def _anomaly_r(s, o, dim, window):
+    """Pearson R of anomalies (xskillscore), each series' own climatology, joint pairs."""
+    import xskillscore as xs
+
+    from xldas.validation.anomaly import anomalies
+
+    a, b = anomalies(s, window), anomalies(o, window)
+    if a.chunks is not None:  # xskillscore reduces along one chunk
+        a, b = a.chunk({d: -1 for d in dim}), b.chunk({d: -1 for d in dim})
+    return xs.pearson_r(a, b, dim=dim, skipna=True)
+
+
+def _has_datetime(obj, dim) -> bool:
+    return dim in obj.coords and np.issubdtype(obj[dim].dtype, np.datetime64)
 
 
 def _metrics_dataarray(
-    sim: xr.DataArray, ref: xr.DataArray, dim: list[Hashable], metrics: Sequence[str]
+    sim: xr.DataArray,
+    ref: xr.DataArray,
+    dim: list[Hashable],
+    metrics: Sequence[str],
+    anomaly_window: int = 35,
 ) -> xr.Dataset:
+    if "units" in sim.attrs and "units" in ref.attrs:
+        ref = to_units(ref, str(sim.attrs["units"]), name=f"reference {ref.name or ''}".strip())
     valid = sim.notnull() & ref.notnull()
     s = sim.where(valid)
     o = ref.where(valid)
@@ -72,6 +106,7 @@ def _metrics_dataarray(
     kge = 1.0 - np.sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2)
     kge_prime = 1.0 - np.sqrt((r - 1) ** 2 + (gamma - 1) ** 2 + (beta - 1) ** 2)
     values = {
+        "anomaly_r": _anomaly_r(s, o, dim, anomaly_window) if "anomaly_r" in metrics else None,
         "bias": bias,
         "rmse": rmse,
         "ubrmse": ubrmse,
@@ -99,19 +134,24 @@ def skill(
     ref: xr.DataArray | xr.Dataset,
     dim: Hashable | Iterable[Hashable] = "time",
     metrics: Sequence[str] | None = None,
+    anomaly_window: int = 35,
 ) -> xr.Dataset:
     """Skill metrics of ``sim`` against ``ref`` along ``dim``, lazily.
 
     Parameters
     ----------
     sim, ref : DataArray or Dataset
-        Simulation (estimate) and reference, in the same units, aligned by coordinates
-        (inner join). NaN in either marks a missing value; only jointly valid pairs count.
+        Simulation (estimate) and reference, aligned by coordinates (inner join); where
+        both carry ``units`` the reference is converted to the simulation's units
+        (:class:`~xldas.errors.UnitError` when impossible). NaN in either marks a missing value; only jointly valid pairs count.
         With Datasets, every data variable present in both is scored.
     dim : str or sequence of str
         Dimension(s) reduced (default ``"time"``); the others are kept.
     metrics : sequence of str, optional
-        Subset of ``bias, rmse, ubrmse, r, nse, kge, kge_prime, n`` (default all).
+        Subset of ``bias, rmse, ubrmse, r, anomaly_r, nse, kge, kge_prime, n`` (default
+        all; ``anomaly_r`` only where ``dim`` is a single datetime ``time`` dimension).
+    anomaly_window : width (days) of the moving window of the day-of-year climatology
+        removed before ``anomaly_r`` (see :func:`xldas.validation.climatology`).
 
     Returns
     -------
@@ -143,6 +183,12 @@ def skill(
             raise UnknownOptionError("metric", m, METRICS)
     dims = [dim] if isinstance(dim, str) or not isinstance(dim, Iterable) else list(dim)
     sim, ref = xr.align(sim, ref, join="inner")
+    if "anomaly_r" in chosen and (len(dims) != 1 or not _has_datetime(sim, dims[0])):
+        if metrics is not None:
+            raise DimensionError(
+                f"anomaly_r needs one datetime64 dimension to reduce; got dims {dims}"
+            )
+        chosen.remove("anomaly_r")
     if isinstance(sim, xr.DataArray) != isinstance(ref, xr.DataArray):
         raise TypeError("sim and ref must both be DataArrays or both be Datasets")
     for d in dims:
@@ -152,14 +198,14 @@ def skill(
                 f"ref dims {tuple(ref.dims)})"
             )
     if isinstance(sim, xr.DataArray):
-        out = _metrics_dataarray(sim, ref, dims, chosen)
+        out = _metrics_dataarray(sim, ref, dims, chosen, anomaly_window)
     else:
         names = [v for v in sim.data_vars if v in ref.data_vars]
         if not names:
             raise DimensionError("skill: sim and ref share no data variable")
         per_var = {}
         for v in names:
-            m = _metrics_dataarray(sim[v], ref[v], dims, chosen)
+            m = _metrics_dataarray(sim[v], ref[v], dims, chosen, anomaly_window)
             per_var[v] = m.to_dataarray("metric").assign_attrs(
                 {
                     "long_name": f"skill of {v}",
