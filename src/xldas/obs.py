@@ -57,7 +57,6 @@ from xldas.physics import (
     water_cloud_backscatter,
     water_cloud_canopy,
 )
-from xldas.physics._backscatter_kernels import C_CM_GHZ
 from xldas.physics._microwave_kernels import DOBSON_FREQ_RANGE, MIRONOV_FREQ_RANGE
 
 __all__ = ["CosmicRay", "Identity", "TauOmega", "WaterCloud", "observe"]
@@ -339,10 +338,6 @@ class WaterCloud:
     def variables(self) -> tuple[str, ...]:
         """Name of the predicted observation (``sigma0_<pol>``)."""
         return (f"sigma0_{self.pol}",)
-
-    @property
-    def wavelength_cm(self) -> float:
-        return C_CM_GHZ / self.frequency_ghz
 
     def soil_backscatter(self, sm, params: xr.Dataset, incidence):
         """Bare-soil σ⁰ (dB) of the physical soil models (not for ``"linear"``)."""
