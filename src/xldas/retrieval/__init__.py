@@ -1,0 +1,41 @@
+"""WP1 retrievals: water-cycle variables from satellite observations.
+
+- :mod:`~xldas.retrieval.bands`, :mod:`~xldas.retrieval.indices`: band names, scaling and
+  cloud masks of Sentinel-2 L2A / Landsat C2 L2; NDVI, EVI, GI, NDWI, MNDWI, AWEI (§A4).
+- :mod:`~xldas.retrieval.sar`: soil moisture from Sentinel-1 (water cloud inversion with a
+  linear, Oh 2004 or Dubois 1995 soil term; change detection + SWI), WCM calibration (§A1–A2).
+- :mod:`~xldas.retrieval.radiometer`: SMAP / AMSR2 soil moisture (SCA-V, SCA-H, DCA) (§A3).
+- :mod:`~xldas.retrieval.water`: Otsu water masks computed lazily, water bodies labelled
+  across chunks, areas and size classes, composites (§A4).
+- :mod:`~xldas.retrieval.trend`: Mann–Kendall + Theil–Sen trends (§A8).
+- :mod:`~xldas.retrieval.irrigation`: irrigated cropland map (§A5) and irrigation water use (§A6).
+- :mod:`~xldas.retrieval.et`: evapotranspiration method dispatch (§A7).
+
+Inversions reuse the forward models of :mod:`xldas.physics` (never a second copy of a formula).
+Every function is lazy on dask input and returns CF-annotated DataArrays/Datasets; the
+``.ldas`` accessor exposes them (``ds.ldas.ndvi()``, ``s1.ldas.soil_moisture_sar(...)`` ...).
+"""
+
+from xldas.retrieval.bands import reflectance, resolve_bands
+from xldas.retrieval.indices import awei, evi, green_index, mndwi, ndvi, ndwi
+from xldas.retrieval.sar import (
+    calibrate_water_cloud,
+    change_detection,
+    soil_moisture_sar,
+    swi_filter,
+)
+
+__all__ = [
+    "awei",
+    "calibrate_water_cloud",
+    "change_detection",
+    "evi",
+    "green_index",
+    "mndwi",
+    "ndvi",
+    "ndwi",
+    "reflectance",
+    "resolve_bands",
+    "soil_moisture_sar",
+    "swi_filter",
+]
