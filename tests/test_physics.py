@@ -617,3 +617,15 @@ def test_crns_weights_positive_and_normalised(thicknesses, d86_cm):
     w = NK.vertical_weights_np(db, d86_cm)
     assert np.all(w >= 0) and w.sum() == pytest.approx(1.0)
     assert np.all(np.diff(w / np.asarray(thicknesses)) <= 1e-12)  # weight density decays with depth
+
+
+def test_dispatch_picks_reference_for_device_arrays():
+    from xldas.physics._common import dispatch
+
+    class FakeDeviceArray:  # stands in for cupy.ndarray: only its module name matters
+        __module__ = "cupy._core.core"
+
+    run = dispatch(lambda *a: "numba", lambda *a: "numpy", None)
+    assert run(np.ones(2)) == "numba"
+    assert run(FakeDeviceArray()) == "numpy"
+    assert dispatch(lambda *a: "numba", lambda *a: "numpy", "numpy")(np.ones(2)) == "numpy"
