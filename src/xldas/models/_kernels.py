@@ -156,16 +156,17 @@ def land_column(
     fint = 1.0 - np.exp(-INTERCEPTION_K * lai)
     wmax = INTERCEPTION_CAPACITY * lai
     kfac = 1.0 - np.exp(-SCHAAKE_KDT * ksat[0] * days)
-    # scratch (once per column, not in the time loop)
-    th = np.empty(nl)
-    ts = np.empty(nl)
-    kk = np.empty(nl)
-    dd = np.empty(nl)
-    imp = np.empty(nl)
-    cp = np.empty(nl)
-    dp = np.empty(nl)
-    kint = np.empty(nl)
-    dzw = np.empty(nl)
+    # scratch: one allocation per column, none in the time loop
+    scratch = np.empty((9, nl))
+    th = scratch[0]
+    ts = scratch[1]
+    kk = scratch[2]
+    dd = scratch[3]
+    imp = scratch[4]
+    cp = scratch[5]
+    dp = scratch[6]
+    kint = scratch[7]
+    dzw = scratch[8]
     for j in range(nl):
         dzw[j] = dz[j] * RHO_W
         ts[j] = ts0[j]

@@ -323,8 +323,11 @@ def step(
     ]
     lp = [_one_chunk(pv[k], ("layer", "member")) for k in _LAYER_PARAMS]
     cp = [_one_chunk(pv[k], ("member",)) for k in _CELL_PARAMS]
+    # dask already runs chunks in parallel: use the serial kernel there (no oversubscription,
+    # and the parallel gufunc has a larger per-column overhead); threads for in-memory data.
+    lazy = any(getattr(a, "chunks", None) is not None for a in (*f, *st, *lp, *cp))
     outs = apply_kernel(
-        land_column.compile("parallel"),
+        land_column.compile("cpu" if lazy else "parallel"),
         *f,
         *st,
         *lp,
