@@ -18,24 +18,42 @@ Every function is lazy on dask input and returns CF-annotated DataArrays/Dataset
 
 from xldas.retrieval.bands import reflectance, resolve_bands
 from xldas.retrieval.indices import awei, evi, green_index, mndwi, ndvi, ndwi
+from xldas.retrieval.radiometer import soil_moisture_radiometer
 from xldas.retrieval.sar import (
     calibrate_water_cloud,
     change_detection,
     soil_moisture_sar,
     swi_filter,
 )
+from xldas.retrieval.trend import trend
+from xldas.retrieval.water import (
+    cell_area_km2,
+    otsu_threshold,
+    water_area_by_class,
+    water_bodies,
+    water_composite,
+    water_mask,
+)
 
 __all__ = [
     "awei",
     "calibrate_water_cloud",
+    "cell_area_km2",
     "change_detection",
     "evi",
     "green_index",
     "mndwi",
     "ndvi",
     "ndwi",
+    "otsu_threshold",
     "reflectance",
     "resolve_bands",
+    "soil_moisture_radiometer",
     "soil_moisture_sar",
     "swi_filter",
+    "trend",
+    "water_area_by_class",
+    "water_bodies",
+    "water_composite",
+    "water_mask",
 ]

@@ -173,7 +173,8 @@ def soil_moisture_sar(
         history=f"soil_moisture_sar(water_cloud, soil_model={soil_model!r})",
     )
     if not isinstance(sm, xr.DataArray):
-        return xr.Dataset({"sm": (np.shape(sm), sm), "sm_flag": (np.shape(flag), flag)})
+        dims = [f"dim_{i}" for i in range(np.ndim(sm))]
+        return xr.Dataset({"sm": (dims, sm), "sm_flag": (dims, flag)})
     return xr.Dataset({"sm": sm, "sm_flag": flag})
 
 
