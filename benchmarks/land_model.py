@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -338,18 +339,40 @@ def main(argv=None):
     f32 = make_inputs(ncell, nmem, nt, dtype=np.float32)
     f64 = make_inputs(ncell, nmem, nt, dtype=np.float64)
     kern = land_column.compile("parallel")
+    serial = land_column.compile("cpu")
+    pool = ThreadPoolExecutor(ncores)
+
+    def chunked(fo, st, pa, nchunks):
+        """What dask does: the serial kernel on column chunks, one task per chunk."""
+        edges = np.linspace(0, ncell, nchunks + 1).astype(int)
+
+        def one(i):
+            s_ = slice(edges[i], edges[i + 1])
+            return serial(
+                *[x[s_] for x in fo],
+                *[x[s_] for x in st],
+                *[x[s_] for x in pa[:8]],
+                pa[8],
+                *[x[s_] for x in pa[9:]],
+                3600.0,
+                1.0,
+            )
+
+        return list(pool.map(one, range(nchunks)))
+
     for name, (fo, st, pa) in (("float32", f32), ("float64", f64)):
-        kern(
-            *[x[:2] for x in fo],
-            *[x[:2] for x in st],
-            *[x[:2] if x.ndim > 1 else x for x in pa],
-            3600.0,
-            1.0,
-        )
+        small = ([x[:2] for x in fo], [x[:2] for x in st], [x[:2] if x.ndim > 1 else x for x in pa])
+        kern(*small[0], *small[1], *small[2], 3600.0, 1.0)
+        serial(*small[0], *small[1], *small[2], 3600.0, 1.0)
+        t = timeit(lambda fo=fo, st=st, pa=pa: serial(*fo, *st, *pa, 3600.0, 1.0), repeat=2)
+        rows.append((f"numba gufunc serial target, {name}", 1, work / t))
         for threads in sorted({1, ncores}):
             numba.set_num_threads(threads)
             t = timeit(lambda fo=fo, st=st, pa=pa: kern(*fo, *st, *pa, 3600.0, 1.0), repeat=2)
-            rows.append((f"numba gufunc, {name} state", threads, work / t))
+            rows.append((f"numba gufunc parallel target, {name}", threads, work / t))
+        if ncores > 1:
+            t = timeit(lambda fo=fo, st=st, pa=pa: chunked(fo, st, pa, 4 * ncores), repeat=2)
+            rows.append((f"numba serial, {4 * ncores} chunks on threads, {name}", ncores, work / t))
     numba.set_num_threads(ncores)
 
     # NumPy reference (float64, vectorised over cells), on a subset of columns
@@ -448,9 +471,12 @@ def main(argv=None):
         vs_c = f"{rate / c:>19.2f}x" if c and not name.startswith("C ") else ""
         print(f"{name:<48} {threads:>7} {rate:>20.3e} {rate / ref_rate:>8.2f}x {vs_c:>20}")
     print(f"\nC port vs numba kernel max |difference| (sm, et): {diff:.2e}")
-    scale = {r[1]: r[2] for r in rows if r[0] == "numba gufunc, float32 state"}
+    scale = {r[1]: r[2] for r in rows if r[0] == "numba gufunc parallel target, float32"}
     if len(scale) > 1:
-        print(f"numba scaling 1 -> {ncores} threads: {scale[ncores] / scale[1]:.2f}x")
+        print(
+            f"numba parallel-target scaling 1 -> {ncores} threads: {scale[ncores] / scale[1]:.2f}x"
+        )
+    print(f"load average after the run: {os.getloadavg()}")
     print(
         "(constants of the C port mirror xldas.models._kernels:",
         K.T_RAIN,
