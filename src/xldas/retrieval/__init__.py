@@ -18,6 +18,15 @@ Every function is lazy on dask input and returns CF-annotated DataArrays/Dataset
 
 from xldas.retrieval.bands import reflectance, resolve_bands
 from xldas.retrieval.indices import awei, evi, green_index, mndwi, ndvi, ndwi
+from xldas.retrieval.irrigation import (
+    accuracy_assessment,
+    county_thresholds,
+    irrigation_map,
+    irrigation_water_use,
+    kappa,
+    peak_greenness,
+    suitability,
+)
 from xldas.retrieval.radiometer import soil_moisture_radiometer
 from xldas.retrieval.sar import (
     calibrate_water_cloud,
@@ -36,20 +45,27 @@ from xldas.retrieval.water import (
 )
 
 __all__ = [
+    "accuracy_assessment",
     "awei",
     "calibrate_water_cloud",
     "cell_area_km2",
     "change_detection",
+    "county_thresholds",
     "evi",
     "green_index",
+    "irrigation_map",
+    "irrigation_water_use",
+    "kappa",
     "mndwi",
     "ndvi",
     "ndwi",
     "otsu_threshold",
+    "peak_greenness",
     "reflectance",
     "resolve_bands",
     "soil_moisture_radiometer",
     "soil_moisture_sar",
+    "suitability",
     "swi_filter",
     "trend",
     "water_area_by_class",
