@@ -77,6 +77,63 @@ class _LdasAccessor:
         """
         return _call("obs", "observe", self._obj, operator, params)
 
+    # ------------------------------------------------------------ retrieval
+    def ndvi(self, **kwargs):
+        """NDVI from Sentinel-2 / Landsat / generic bands (see :func:`xldas.retrieval.ndvi`)."""
+        return _call("retrieval", "ndvi", self._obj, **kwargs)
+
+    def evi(self, **kwargs):
+        """EVI (see :func:`xldas.retrieval.evi`)."""
+        return _call("retrieval", "evi", self._obj, **kwargs)
+
+    def green_index(self, form: str = "ratio", **kwargs):
+        """Green index NIR/G or CI_green (see :func:`xldas.retrieval.green_index`)."""
+        return _call("retrieval", "green_index", self._obj, form=form, **kwargs)
+
+    def ndwi(self, form: str = "mcfeeters", **kwargs):
+        """NDWI, McFeeters or Gao (see :func:`xldas.retrieval.ndwi`)."""
+        return _call("retrieval", "ndwi", self._obj, form=form, **kwargs)
+
+    def mndwi(self, **kwargs):
+        """MNDWI (see :func:`xldas.retrieval.mndwi`)."""
+        return _call("retrieval", "mndwi", self._obj, **kwargs)
+
+    def awei(self, shadow: bool = False, **kwargs):
+        """AWEI_nsh / AWEI_sh (see :func:`xldas.retrieval.awei`)."""
+        return _call("retrieval", "awei", self._obj, shadow=shadow, **kwargs)
+
+    def soil_moisture_sar(self, veg=None, method: str = "water_cloud", **kwargs):
+        """Soil moisture from σ⁰ (water cloud or change detection; :func:`xldas.retrieval.soil_moisture_sar`)."""
+        return _call("retrieval", "soil_moisture_sar", self._obj, veg=veg, method=method, **kwargs)
+
+    def soil_moisture_radiometer(self, method: str = "sca-v", **kwargs):
+        """Soil moisture from TB (SCA-V/SCA-H/DCA; :func:`xldas.retrieval.soil_moisture_radiometer`)."""
+        return _call("retrieval", "soil_moisture_radiometer", self._obj, method=method, **kwargs)
+
+    def water_mask(self, index: str = "mndwi", method="otsu", **kwargs):
+        """Water mask with a lazy tile-merged Otsu threshold (:func:`xldas.retrieval.water_mask`)."""
+        return _call("retrieval", "water_mask", self._obj, index=index, method=method, **kwargs)
+
+    def water_bodies(self, connectivity: int = 8, min_pixels: int = 4, **kwargs):
+        """Labelled water bodies, areas and size classes (:func:`xldas.retrieval.water_bodies`)."""
+        return _call(
+            "retrieval", "water_bodies", self._obj, connectivity=connectivity,
+            min_pixels=min_pixels, **kwargs,
+        )  # fmt: skip
+
+    def trend(self, dim: str = "time", alpha: float = 0.05, **kwargs):
+        """Mann–Kendall + Theil–Sen trend along ``dim`` (:func:`xldas.retrieval.trend`)."""
+        return _call("retrieval", "trend", self._obj, dim=dim, alpha=alpha, **kwargs)
+
+    def irrigation_water_use(self, precip, et, params=None, method: str = "sm_inversion", **kwargs):
+        """Irrigation from soil moisture (:func:`xldas.retrieval.irrigation_water_use`)."""
+        kwargs.update(method=method)
+        return _call("retrieval", "irrigation_water_use", self._obj, precip, et, params, **kwargs)
+
+    def evapotranspiration(self, method: str = "fao56", **kwargs):
+        """ET by FAO-56, Priestley–Taylor, PT-JPL or SiTH (:func:`xldas.retrieval.evapotranspiration`)."""
+        return _call("retrieval", "evapotranspiration", self._obj, method=method, **kwargs)
+
     # -------------------------------------------------------------- filters
     # (methods of the assimilation layer are added here)
     def assimilate(self, obs, operator, params=None, method="enkf", seed=None, **kwargs):

@@ -17,6 +17,7 @@ Every function is lazy on dask input and returns CF-annotated DataArrays/Dataset
 """
 
 from xldas.retrieval.bands import reflectance, resolve_bands
+from xldas.retrieval.et import annual_et, evapotranspiration
 from xldas.retrieval.indices import awei, evi, green_index, mndwi, ndvi, ndwi
 from xldas.retrieval.irrigation import (
     accuracy_assessment,
@@ -46,11 +47,13 @@ from xldas.retrieval.water import (
 
 __all__ = [
     "accuracy_assessment",
+    "annual_et",
     "awei",
     "calibrate_water_cloud",
     "cell_area_km2",
     "change_detection",
     "county_thresholds",
+    "evapotranspiration",
     "evi",
     "green_index",
     "irrigation_map",
