@@ -20,18 +20,36 @@ from xldas.io.catalog import (
 )
 from xldas.io.regrid import grid, regrid
 from xldas.io.stac import search_stac
+from xldas.io.stations import (
+    calibrate_n0,
+    crns_soil_moisture,
+    frozen_soil_flags,
+    read_camels,
+    read_crns,
+    read_crns_samples,
+    read_ismn,
+    read_noah_forcing,
+)
 from xldas.io.store import default_chunks, default_encoding, open_store, to_store
 
 __all__ = [
     "StacSearchReader",
     "XldasCatalog",
+    "calibrate_n0",
     "catalog_entries",
+    "crns_soil_moisture",
     "default_catalog_path",
     "default_chunks",
     "default_encoding",
+    "frozen_soil_flags",
     "grid",
     "open_catalog",
     "open_store",
+    "read_camels",
+    "read_crns",
+    "read_crns_samples",
+    "read_ismn",
+    "read_noah_forcing",
     "regrid",
     "search_stac",
     "to_store",
