@@ -116,6 +116,12 @@ def _normalise(raw: Any, where: str) -> dict:
                 block.setdefault("output_instance", None)
             elif "datatype" not in block:
                 raise CatalogFileError(f"{where}: data.{name} has no 'datatype'")
+    clash = sorted(set(cat["data"]) & set(cat["entries"]))
+    if clash:
+        raise CatalogFileError(
+            f"{where}: names {clash} are used both in data: and entries:; Intake resolves "
+            "'{data(NAME)}' through the entry names, so give the data blocks other names"
+        )
     aliases = dict(raw.get("aliases") or {})
     for name in cat["entries"]:
         aliases.setdefault(name, name)

@@ -74,20 +74,22 @@ def _unreachable(url: str, timeout: float, err: Exception) -> StacUnreachableErr
     )
 
 
-def _band_names(items: Sequence[Any]) -> set[str]:
-    """Band names and aliases that odc-stac can load from ``items``."""
+def _band_units(items: Sequence[Any]) -> dict[str, str]:
+    """Band names (and aliases) odc-stac can load from ``items`` -> their units."""
     import odc.stac
 
-    names: set[str] = set()
+    units: dict[str, str] = {}
     seen: set[str | None] = set()
     for item in items:
         if item.collection_id in seen:
             continue
         seen.add(item.collection_id)
         md = odc.stac.extract_collection_metadata(item)
-        names.update(name for name, _ in md.bands)
-        names.update(md.aliases)
-    return names
+        for (asset, _), band in md.bands.items():
+            units.setdefault(asset, band.units or "1")
+        for alias, keys in md.aliases.items():
+            units.setdefault(alias, md.bands[keys[0]].units or "1")
+    return units
 
 
 def search_stac(
@@ -182,7 +184,9 @@ def search_stac(
     bbox = tuple(float(v) for v in bbox)
 
     try:
-        client = pystac_client.Client.open(url, modifier=modifier, stac_io=_stac_io(timeout))
+        client = pystac_client.Client.open(
+            url, modifier=modifier, stac_io=_stac_io(timeout), timeout=timeout
+        )
         search = client.search(
             collections=collections,
             bbox=bbox,
@@ -204,11 +208,10 @@ def search_stac(
         )
     log.info("STAC search of %s matched %d items", url, len(items))
 
-    if band_list:
-        valid = _band_names(items)
-        for band in band_list:
-            if band not in valid:
-                raise MissingBandError(band, valid, where=f"collections {collections} of {url}")
+    units = _band_units(items)
+    for band in band_list or ():
+        if band not in units:
+            raise MissingBandError(band, units, where=f"collections {collections} of {url}")
 
     load_args: dict[str, Any] = {
         "bands": band_list,
@@ -226,11 +229,9 @@ def search_stac(
         {k: v for k, v in {"latitude": "lat", "longitude": "lon"}.items() if k in ds.dims}
     )
 
-    for name in ds.data_vars:
-        attrs = ds[name].attrs
-        attrs.setdefault("long_name", f"{name} band")
-        if "units" not in attrs:
-            attrs["units"] = "1"
+    for name in ds.data_vars:  # units from the raster extension ("1" when not given)
+        ds[name].attrs.setdefault("units", units.get(str(name), "1"))
+        ds[name].attrs.setdefault("long_name", f"{name} band")
     ds.attrs.update(
         stac_url=url,
         stac_collections=", ".join(collections),

@@ -7,8 +7,9 @@ Chunk policy (:func:`default_chunks`): ``member`` and ``layer`` are never split 
 filters need whole ensembles per chunk), ``time`` is one step per chunk (so appending a
 cycle writes whole chunks), and the spatial dims are split into square-ish tiles of about
 :data:`TARGET_CHUNK_BYTES`. Dask-backed input keeps its chunks when they are regular
-(every chunk but the last of equal size), so that each dask chunk writes whole Zarr
-chunks; irregular input is rechunked to the policy.
+(every chunk but the last of equal size) along the spatial dims, so that each dask
+chunk writes whole Zarr chunks; ``time``/``member``/``layer`` and irregular chunks follow
+the policy.
 
 Compression: Blosc/Zstd level 3 with byte shuffle (bit shuffle for 1-byte types), the
 usual Pangeo choice for float fields.
@@ -118,9 +119,13 @@ def _regular(chunks: tuple[tuple[int, ...], ...]) -> bool:
 def _write_chunks(ds: xr.Dataset, chunks: Mapping[Hashable, int] | None) -> dict:
     if chunks is not None:
         return {d: chunks.get(d, n) for d, n in ds.sizes.items()}
+    policy = default_chunks(ds)
     if ds.chunks and all(v.chunks is None or _regular(v.chunks) for v in ds.data_vars.values()):
-        return {d: c[0] for d, c in ds.chunks.items()}
-    return default_chunks(ds)
+        # keep the caller's (regular) chunks of the other dims
+        for dim, c in ds.chunks.items():
+            if dim not in WHOLE_DIMS and dim != "time":
+                policy[dim] = c[0]
+    return policy
 
 
 def to_store(
@@ -220,7 +225,15 @@ def to_store(
     else:
         ds = ds.drop_encoding()  # stale chunks/compressors of the source must not leak in
         write_chunks = _write_chunks(ds, chunks)
-        ds = ds.chunk(write_chunks) if ds.chunks or chunks is not None else ds
+        # rechunk dask-backed variables so each dask chunk covers whole Zarr chunks;
+        # NumPy-backed ones stay eager (a template's static fields are written at once)
+        ds = ds.assign(
+            {
+                k: v.chunk({d: write_chunks[d] for d in v.dims})
+                for k, v in ds.data_vars.items()
+                if v.chunks is not None
+            }
+        )
         enc = default_encoding(ds, write_chunks)
         for name, extra in (encoding or {}).items():
             enc.setdefault(name, {}).update(extra)
