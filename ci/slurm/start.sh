@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
 # Start munge + slurmctld + slurmd on this machine as a one-node cluster (no systemd,
-# no cgroups). Usage: ci/slurm/start.sh [SCRATCH_DIR]   (default /tmp/xldas-slurm)
+# no cgroups). Usage: ci/slurm/start.sh [SCRATCH_DIR]
+# (default $XLDAS_SLURM_DIR, else /tmp/xldas-slurm)
 #
 # Writes $S/slurm.conf and records its location in the file named by
 # $XLDAS_SLURM_CONF_FILE (default /tmp/xldas-slurm-conf), which the tests read
 # to find the cluster. Daemons' PIDs go to $S/*.pid; ci/slurm/stop.sh stops them.
+# The controller and node daemon listen on free ports, so two clusters (two CI
+# runs in different scratch dirs) can run side by side.
 set -euo pipefail
 
 S="${1:-${XLDAS_SLURM_DIR:-/tmp/xldas-slurm}}"
 CONF_FILE="${XLDAS_SLURM_CONF_FILE:-/tmp/xldas-slurm-conf}"
 H="$(hostname -s)"
 CPUS="$(nproc)"
+PY="$(command -v python3 || command -v python || true)"
+free_port() {
+    if [ -n "$PY" ]; then
+        "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    else
+        echo "$1"
+    fi
+}
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "ci/slurm/start.sh: needs root (munged runs as user munge, slurmd as root)" >&2
@@ -31,6 +42,14 @@ if [ ! -s "$S/munge/munge.key" ]; then
     chmod 400 "$S/munge/munge.key"
 fi
 
+if [ -f "$S/slurm.conf" ] && [ -s "$S/slurmctld.pid" ] && kill -0 "$(cat "$S/slurmctld.pid")" 2>/dev/null; then
+    CTLD_PORT="$(sed -n 's/^SlurmctldPort=//p' "$S/slurm.conf")"
+    SLURMD_PORT="$(sed -n 's/^SlurmdPort=//p' "$S/slurm.conf")"
+else
+    CTLD_PORT="$(free_port 6817)"
+    SLURMD_PORT="$(free_port 6818)"
+fi
+
 cat > "$S/slurm.conf" <<CONF
 ClusterName=xldas
 SlurmctldHost=${H}(127.0.0.1)
@@ -45,8 +64,8 @@ SlurmctldPidFile=$S/slurmctld.pid
 SlurmdPidFile=$S/slurmd.pid
 SlurmctldLogFile=$S/log/slurmctld.log
 SlurmdLogFile=$S/log/slurmd.log
-SlurmctldPort=6817
-SlurmdPort=6818
+SlurmctldPort=${CTLD_PORT}
+SlurmdPort=${SLURMD_PORT}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
