@@ -151,7 +151,7 @@ def otsu_threshold(
     data = da.data
     args = (
         edges, water_high, min_water_fraction, max_water_fraction, min_ashman_d, fallback,
-        min_valid_fraction * tile_size * tile_size,
+        min_valid_fraction * min(tile_size, da.shape[-2]) * min(tile_size, da.shape[-1]),
     )  # fmt: skip
     if isinstance(data, dsa.Array):
         cy = next(max(tile_size, (c // tile_size) * tile_size) for c in data.chunks[-2][:1])
