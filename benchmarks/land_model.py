@@ -212,7 +212,8 @@ static void column(int nt, int nl, int fs,
     *swe_io = (float)swe; *cw_io = (float)cw;
 }
 
-/* ncell cells x nmem members; forcing (ncell, nt); state (ncell, nmem, nl); params (ncell, nmem, nl) */
+/* nmem members x ncell cells (member-major, as xarray's (member, lat, lon));
+   forcing (ncell, nt) shared by the members; state and params (nmem, ncell, nl) */
 void run(int ncell, int nmem, int nt, int nl,
     const float *precip, const float *tair, const float *psurf, const float *swdown, const float *lwdown,
     float *sm, float *ts, float *swe, float *cw,
@@ -224,7 +225,7 @@ void run(int ncell, int nmem, int nt, int nl,
     long total = (long)ncell * nmem;
 #pragma omp parallel for schedule(static)
     for (long k = 0; k < total; k++) {
-        long c = k / nmem;
+        long c = k % ncell;
         long o = k * nl;
         double *f = flux + k * 5L * nt;
         column(nt, nl, 1, precip + c * nt, tair + c * nt, psurf + c * nt, swdown + c * nt, lwdown + c * nt,
@@ -297,6 +298,11 @@ def make_inputs(ncell, nmem, nt, seed=0, dtype=np.float32):
         (rng.uniform(size=shp) < 0.1) * rng.uniform(0.2, 1, shp),
         rng.uniform(0.15, 0.3, shp),
     ]
+    # member-major layout, as xarray hands (member, lat, lon) to the gufunc: the forcing
+    # broadcasts over the OUTER loop dimension, so the inner gufunc loop runs over cells
+    forcing = [f.reshape(1, ncell, nt) for f in forcing]
+    state = [np.ascontiguousarray(np.swapaxes(x, 0, 1)) for x in state]
+    params = [np.ascontiguousarray(np.swapaxes(x, 0, 1)) if x.ndim > 1 else x for x in params]
     return forcing, state, params
 
 
@@ -349,11 +355,11 @@ def main(argv=None):
         def one(i):
             s_ = slice(edges[i], edges[i + 1])
             return serial(
-                *[x[s_] for x in fo],
-                *[x[s_] for x in st],
-                *[x[s_] for x in pa[:8]],
+                *[x[:, s_] for x in fo],
+                *[x[:, s_] for x in st],
+                *[x[:, s_] for x in pa[:8]],
                 pa[8],
-                *[x[s_] for x in pa[9:]],
+                *[x[:, s_] for x in pa[9:]],
                 3600.0,
                 1.0,
             )
@@ -379,11 +385,11 @@ def main(argv=None):
     nr = min(args.ref_cells, ncell)
     fo, st, pa = make_inputs(nr, 1, nt, seed=1, dtype=np.float64)
     rargs = (
-        [x[:, 0, :] for x in fo]
-        + [st[0][:, 0], st[1][:, 0], st[2][:, 0], st[3][:, 0]]
-        + [x[:, 0] for x in pa[:8]]
+        [x[0] for x in fo]
+        + [st[0][0], st[1][0], st[2][0], st[3][0]]
+        + [x[0] for x in pa[:8]]
         + [pa[8]]
-        + [x[:, 0] for x in pa[9:]]
+        + [x[0] for x in pa[9:]]
     )
     t = timeit(lambda: land_reference(*rargs, 3600.0, 1), repeat=2)
     rows.append((f"NumPy reference, float64 ({nr} columns)", 1, nr * nt / t))
@@ -405,7 +411,7 @@ def main(argv=None):
             return a.ctypes.data_as(typ)
 
         pa_c = [np.ascontiguousarray(x, dtype=np.float64) for x in pa]
-        flux = np.empty((ncell, nmem, 5, nt))
+        flux = np.empty((nmem, ncell, 5, nt))
         c_rates = {}
         for threads, so in libs.items():
             os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -435,28 +441,28 @@ def main(argv=None):
                 )
             )
         # correctness of the C port: one step from the same state agrees with numba
-        sts = [s[:50].copy() for s in st]
-        fl = np.empty((50, nmem, 5, nt))
+        sts = [np.ascontiguousarray(s[:, :50]) for s in st]
+        fl = np.empty((nmem, 50, 5, nt))
         libs[1].run(
             ctypes.c_int(50),
             ctypes.c_int(nmem),
             ctypes.c_int(nt),
             ctypes.c_int(4),
-            *[ptr(np.ascontiguousarray(x[:50]), fp) for x in fo],
+            *[ptr(np.ascontiguousarray(x[:, :50]), fp) for x in fo],
             *[ptr(x, fp) for x in sts],
-            *[ptr(np.ascontiguousarray(x[:50]), dp) for x in pa_c[:8]],
+            *[ptr(np.ascontiguousarray(x[:, :50]), dp) for x in pa_c[:8]],
             ptr(pa_c[8], dp),
-            *[ptr(np.ascontiguousarray(x[:50]), dp) for x in pa_c[9:]],
+            *[ptr(np.ascontiguousarray(x[:, :50]), dp) for x in pa_c[9:]],
             ctypes.c_double(3600.0),
             ctypes.c_int(1),
             ptr(fl, dp),
         )
         nb = kern(
-            *[x[:50] for x in fo],
-            *[x[:50] for x in st],
-            *[x[:50] for x in pa[:8]],
+            *[x[:, :50] for x in fo],
+            *[x[:, :50] for x in st],
+            *[x[:, :50] for x in pa[:8]],
             pa[8],
-            *[x[:50] for x in pa[9:]],
+            *[x[:, :50] for x in pa[9:]],
             3600.0,
             1.0,
         )
