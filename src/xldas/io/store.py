@@ -59,11 +59,12 @@ def default_chunks(ds: xr.Dataset | xr.DataArray, target_bytes: int = TARGET_CHU
 
     Examples
     --------
-    >>> import numpy as np, xarray as xr
+    >>> import dask.array as dsa, xarray as xr
     >>> from xldas.io import default_chunks
-    >>> ds = xr.Dataset({"sm": (("time", "member", "lat", "lon"), np.zeros((5, 8, 300, 300)))})
-    >>> default_chunks(ds)
-    {'time': 1, 'member': 8, 'lat': 181, 'lon': 181}
+    >>> sm = xr.DataArray(dsa.zeros((5, 32, 4, 2000, 4000), dtype="float32"),
+    ...                   dims=("time", "member", "layer", "lat", "lon"))
+    >>> default_chunks(sm)  # 1 x 32 x 4 x 181 x 181 float32 = 16 MiB
+    {'time': 1, 'member': 32, 'layer': 4, 'lat': 181, 'lon': 181}
     """
     sizes = dict(ds.sizes)
     variables = ds.data_vars.values() if isinstance(ds, xr.Dataset) else [ds]
