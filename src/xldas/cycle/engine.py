@@ -186,10 +186,13 @@ def _outputs(ens: xr.Dataset, kind: str) -> xr.Dataset:
 class Sources:
     """Parameters, forcing and observation sources of an experiment, opened lazily."""
 
-    def __init__(self, exp: Experiment):
+    def __init__(self, exp: Experiment, eager: bool = False):
         self.exp = exp
+        self.eager = eager
         self._tree = None
         self.params = self._params()
+        if eager:
+            self.params = self.params.load()
         self.forcing = self._forcing()
 
     # -- demo tree ---------------------------------------------------------
@@ -258,7 +261,7 @@ class Sources:
         f = self.forcing.sel(time=slice(t0 + pd.Timedelta(1, "s"), t1))
         if f.sizes["time"] == 0:
             raise ForcingError(f"no forcing in the window ({t0}, {t1}]")
-        return f
+        return f.load() if self.eager else f
 
     @property
     def dt(self):
@@ -342,6 +345,8 @@ class ObservationSource:
             log.warning("observations %s: variable(s) %s not in the source", self.cfg.name, missing)
         errs = [f"{v}_err" for v in keep if f"{v}_err" in ds]
         ds = ds[keep + errs]
+        if self.sources.eager:
+            ds = ds.load()
         return self._error_model(self._thin(ds)), status
 
     def _files_window(self, t0, t1, status) -> xr.Dataset | None:
@@ -472,11 +477,22 @@ def _make_operator(spec: dict[str, Any]):
 class Engine:
     """Runs the cycles of one experiment into its store (see the module docstring)."""
 
-    def __init__(self, exp: Experiment, *, quiet: bool = False, overwrite: bool | None = None):
+    def __init__(
+        self,
+        exp: Experiment,
+        *,
+        quiet: bool = False,
+        overwrite: bool | None = None,
+        eager: bool | None = None,
+    ):
         self.exp = exp
         self.quiet = quiet
         self.overwrite = exp.output.overwrite if overwrite is None else overwrite
-        self.sources = Sources(exp)
+        if eager is None:
+            # small in-process runs: NumPy end to end (no task-graph overhead); with a Dask
+            # client, a cluster or spatial chunks: lazy, chunked, streamed
+            eager = exp.cluster.type == "none" and not exp.output.chunks and _no_client()
+        self.sources = Sources(exp, eager=eager)
         self.obs = [ObservationSource(o, self.sources, exp) for o in exp.observations]
         self.filter = None if exp.filter.method == "none" else self._make_filter()
 
@@ -566,6 +582,8 @@ class Engine:
             state_perturbation=ens_cfg.state_perturbation or None,
             seed=_seed(ens_cfg.seed, 0, _PURPOSE["init"]),
         )
+        if self.sources.eager:
+            return ens.load()
         return ens.chunk({"member": -1})
 
     def forecast(self, ens: xr.Dataset, cycle: int, t0, t1) -> tuple[xr.Dataset, xr.Dataset | None]:
@@ -706,14 +724,18 @@ class Engine:
                 t0 = pd.Timestamp(self.exp.period.start)
                 store.commit_cycle(0, t0, ens, None, ledger={}, message="initial ensemble")
                 log.info("committed the initial ensemble (cycle 0, %s)", t0)
-                return store._last_checkpoint, 0, t0
+                return self._reload(store), 0, t0
             try:
                 ens = store.load_checkpoint(verify=self.exp.checkpoint.verify)
-                return ens, info.cycle, info.time
+                return (ens.load() if self.sources.eager else ens), info.cycle, info.time
             except CheckpointError as exc:
                 log.error("%s", exc)
                 log.error("resuming from the previous committed cycle")
                 store.rollback()
+
+    def _reload(self, store: CycleStore) -> xr.Dataset:
+        ens = store.load_checkpoint(verify=False)
+        return ens.load() if self.sources.eager else ens
 
     def run(self, until: pd.Timestamp | None = None, realtime: bool = False) -> CycleReport:
         exp = self.exp
@@ -752,7 +774,8 @@ class Engine:
                     analysis, outputs = self.cycle(ens, k, t0, t)
                     ledger = self._update_ledger(ledger, t0, t)
                     store.commit_cycle(k, t, analysis, outputs, ledger=ledger)
-                    ens = store._last_checkpoint
+                    # continue from the stored checkpoint, exactly as a resumed run does
+                    ens = self._reload(store)
                     rec = _record(
                         k,
                         t,
@@ -825,6 +848,16 @@ class Engine:
         if until <= last_t:
             return None, late
         return until, late
+
+
+def _no_client() -> bool:
+    try:
+        from distributed import default_client
+
+        default_client()
+    except (ImportError, ValueError):
+        return True
+    return False
 
 
 def _assimilate(ens, obs, operator, params, filt, seed: int, key: int):

@@ -235,6 +235,19 @@ def _encode_time(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     return enc
 
 
+def _strip_history(ds: xr.Dataset) -> xr.Dataset:
+    """Drop the timestamped ``history`` attributes the processing chain leaves on variables.
+
+    They would make two runs of the same cycles differ; the store's provenance is its
+    configuration (root attributes) and the icechunk commit log.
+    """
+    ds = ds.copy()
+    ds.attrs = {k: v for k, v in ds.attrs.items() if k != "history"}
+    for v in ds.variables:
+        ds[v].attrs = {k: a for k, a in ds[v].attrs.items() if k != "history"}
+    return ds
+
+
 def _harmonise(ds: xr.Dataset, session, group: str) -> xr.Dataset:
     """Make ``ds`` fit the variables already in ``group`` before an append.
 
@@ -503,8 +516,8 @@ class CycleStore:
         # optimize_graph=False: graph optimisation of several collections sharing persisted
         # keys drops dependencies (dask 2026.8, "Missing dependency")
         computed = dask.compute(checkpoint, *[outputs[g] for g in names], optimize_graph=False)
-        checkpoint = computed[0]
-        outputs = dict(zip(names, computed[1:]))
+        checkpoint = _strip_history(computed[0])
+        outputs = {g: _strip_history(ds) for g, ds in zip(names, computed[1:])}
         session = self.repo.writable_session(_BRANCH)
         for group, ds in outputs.items():
             ds = ds.drop_vars("time", errors="ignore").expand_dims(time=[time.to_datetime64()])
