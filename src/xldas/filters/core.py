@@ -518,8 +518,8 @@ def assimilate(
         )
         ref = ens[names[0]].isel(member=0, drop=True)
         ref = ref.isel({d: 0 for d in ref.dims if d not in spatial_dims(ens)}, drop=True)
-        weights["weight"] = wm_da.broadcast_like(ref)
-        weights["weight_cov"] = wc_da.broadcast_like(ref)
+        weights["weight"] = wm_da.broadcast_like(ref).transpose("member", ...)
+        weights["weight_cov"] = wc_da.broadcast_like(ref).transpose("member", ...)
         w_prior = w_post = (wm_da, wc_da)
         screen_kw = {"wm": wm, "wc": wc}
     else:

@@ -6,7 +6,7 @@ Array-level contract (plain NumPy arrays; leading axes are pixels or anything el
   ``analysis(E, HE, y, R, rng=None)`` with ``E`` (..., N, n), ``HE`` (..., N, m),
   ``y`` (..., m) (NaN = no observation) and ``R`` the observation-error variances
   (..., m) or a full covariance (..., m, m) (recognised by having one more axis than
-  ``y``); returns the analysis ensemble of ``E``'s shape. ``PF.analysis`` also takes
+  ``y``, or by being one (m, m) matrix when ``y`` has another shape); returns the analysis ensemble of ``E``'s shape. ``PF.analysis`` also takes
   and returns ``weights`` (..., N).
 - ``LETKF.analysis(E, HE, y, R, state_pos, obs_pos, distance, rng=None)`` where
   ``distance(state_pos, obs_pos)`` returns the (n, m) distances (use
@@ -114,9 +114,11 @@ def prepare_observations(HE, y, R, gross_error=np.inf, weights=None):
     if y.shape[-1:] != (m,):
         raise DimensionError(f"y has shape {y.shape}; its last axis must have m={m} observations")
     present = np.isfinite(y)
-    if R.ndim == y.ndim + 1:  # full covariance
+    full = R.ndim == y.ndim + 1 or (R.ndim == 2 and R.shape == (m, m) and R.shape != y.shape)
+    if full:  # full covariance (a single (m, m) matrix is shared by all pixels)
         if R.shape[-2:] != (m, m):
             raise DimensionError(f"full R must end in ({m}, {m}); got {R.shape}")
+        R = np.broadcast_to(R, (*y.shape, m))
         diag = np.diagonal(R, axis1=-2, axis2=-1)
         _check_variances(diag, present)
         both = present[..., :, None] & present[..., None, :]
