@@ -7,6 +7,9 @@ Every function returns lazy, chunked xarray objects with CF attributes.
 - :func:`to_store`, :func:`open_store` — Zarr v3 writes (default encodings, append along
   time, region and template writes) and lazy reads.
 - :func:`regrid`, :func:`grid` — regridding with xESMF or xarray-regrid.
+- :func:`open_era5`, :func:`open_cmfd`, :func:`from_era5`, :func:`from_cmfd`,
+  :func:`check_forcing` — forcing adapters (:mod:`xldas.io.forcing`).
+- station readers (:mod:`xldas.io.stations`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,16 @@ from xldas.io.catalog import (
     catalog_entries,
     default_catalog_path,
     open_catalog,
+)
+from xldas.io.forcing import (
+    CMFD_VARIABLES,
+    ERA5_VARIABLES,
+    FORCING_ATTRS,
+    check_forcing,
+    from_cmfd,
+    from_era5,
+    open_cmfd,
+    open_era5,
 )
 from xldas.io.regrid import grid, regrid
 from xldas.io.stac import search_stac
@@ -33,17 +46,25 @@ from xldas.io.stations import (
 from xldas.io.store import default_chunks, default_encoding, open_store, to_store
 
 __all__ = [
+    "CMFD_VARIABLES",
+    "ERA5_VARIABLES",
+    "FORCING_ATTRS",
     "StacSearchReader",
     "XldasCatalog",
     "calibrate_n0",
     "catalog_entries",
+    "check_forcing",
     "crns_soil_moisture",
     "default_catalog_path",
     "default_chunks",
     "default_encoding",
+    "from_cmfd",
+    "from_era5",
     "frozen_soil_flags",
     "grid",
     "open_catalog",
+    "open_cmfd",
+    "open_era5",
     "open_store",
     "read_camels",
     "read_crns",
