@@ -109,6 +109,9 @@ def demo_command(
     filters: Annotated[
         str, typer.Option("--filters", help="Comma-separated filters run beside the open loop.")
     ] = "enkf,letkf",
+    small: Annotated[
+        bool, typer.Option("--small", help="Reduced configuration (0.25 deg, 20 cycles).")
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Run the embedded Heihe twin experiment end to end (no network).
@@ -120,7 +123,9 @@ def demo_command(
     from xldas.cycle.demo import run_demo
 
     try:
-        result = run_demo(out, [f.strip() for f in filters.split(",") if f.strip()], quiet=quiet)
+        result = run_demo(
+            out, [f.strip() for f in filters.split(",") if f.strip()], quiet=quiet, small=small
+        )
     except XldasError as exc:
         _fail(exc)
     typer.echo(result.summary())

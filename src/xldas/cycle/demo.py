@@ -69,7 +69,25 @@ class DemoResult:
         return "\n".join(lines)
 
 
-def demo_experiments(out: str | Path, filters=("enkf", "letkf")) -> dict[str, Experiment]:
+#: a reduced twin experiment (coarser grid, shorter period, fewer members) for notebooks
+#: and quick checks: ``run_demo(..., small=True)``
+SMALL = {
+    "demo": {
+        "resolution": 0.25,
+        "start": "2019-06-01",
+        "days": 21,
+        "dt_hours": 3,
+        "seed": 0,
+        "sensors": ["smap"],
+    },
+    "period.end": "2019-06-21T00:00",
+    "ensemble.members": 16,
+}
+
+
+def demo_experiments(
+    out: str | Path, filters=("enkf", "letkf"), small: bool = False
+) -> dict[str, Experiment]:
     """The demo's experiments (open loop first), writing to ``<out>/<name>``."""
     out = Path(out).resolve()
     folder = catalog_dir() / "experiments"
@@ -80,6 +98,8 @@ def demo_experiments(out: str | Path, filters=("enkf", "letkf")) -> dict[str, Ex
             raise UnknownOptionError("filter", name, [m for m in FILTER_METHODS if m != "none"])
         path = folder / f"heihe_osse_{name}.yaml"
         overrides = {"output.store": str(out / ("open_loop" if name == "openloop" else name))}
+        if small:
+            overrides.update(SMALL)
         if not path.exists():
             path = folder / "heihe_osse_enkf.yaml"
             overrides.update({"filter": {"method": name}, "name": f"heihe_osse_{name}"})
@@ -118,9 +138,26 @@ def skill_table(analyses: dict[str, xr.Dataset], truth: xr.Dataset) -> pd.DataFr
 
 
 def run_demo(
-    out: str | Path = "xldas-demo", filters=("enkf", "letkf"), quiet: bool = False
+    out: str | Path = "xldas-demo",
+    filters=("enkf", "letkf"),
+    quiet: bool = False,
+    small: bool = False,
 ) -> DemoResult:
-    """Run the demo (see the module docstring) and return its :class:`DemoResult`."""
+    """Run the demo (see the module docstring) and return its :class:`DemoResult`.
+
+    Parameters
+    ----------
+    out : folder of the stores, figures and ``skill.csv``.
+    filters : filters run beside the open loop.
+    quiet : no progress bars.
+    small : the reduced configuration :data:`SMALL` (0.25°, 20 cycles, 16 members).
+
+    Examples
+    --------
+    >>> from xldas.cycle.demo import run_demo
+    >>> result = run_demo("xldas-demo", small=True)  # doctest: +SKIP
+    >>> print(result.skill)  # doctest: +SKIP
+    """
     from xldas.cycle import figures
     from xldas.cycle.engine import run
     from xldas.cycle.store import open_output
@@ -128,7 +165,7 @@ def run_demo(
 
     t0 = _time.perf_counter()
     out = Path(out).resolve()
-    exps = demo_experiments(out, filters)
+    exps = demo_experiments(out, filters, small=small)
     for label, exp in exps.items():
         log.info("demo: running %s into %s", label, exp.output.store)
         report = run(exp, quiet=quiet)
