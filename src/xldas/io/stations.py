@@ -407,7 +407,8 @@ def read_ismn(
         ``"precipitation"`` ...).
     network, station : restrict to one network / station name.
     depth : ``(from, to)`` in metres: keep sensors measuring inside this range.
-    good_only : set values whose ISMN quality flag is not ``G`` to NaN.
+    good_only : set values with an ISMN exceedance (``C``), dubious (``D``, e.g. frozen
+        soil) or missing (``M``) flag to NaN; ``G`` (good) and ``U`` (unchecked) pass.
     meta_path : folder for the ``ismn`` package's metadata index (default a folder in the
         xldas user cache, :func:`xldas._paths.data_dir`) — never inside the data folder,
         which may be read-only.
@@ -454,8 +455,8 @@ def read_ismn(
                 df = sen.read_data()
                 vals = df[variable].astype(float)
                 flg = df[f"{variable}_flag"].astype(str)
-                if good_only:
-                    vals = vals.where(flg == "G")
+                if good_only:  # G (good) and U (unchecked) pass; C, D and M codes do not
+                    vals = vals.where(~flg.str.contains("C|D|M", regex=True))
                 key = f"{net_name}/{st_name}/{sen.instrument}/{d0:g}-{d1:g}"
                 series.append(vals.rename(key))
                 flags.append(flg.rename(key))
