@@ -361,7 +361,7 @@ def sca_scalar(tb_obs, pol, tau, p, sm_lo, sm_hi, nedt):
 def _dca_residual(tau, r):
     # r = (tb_v, tb_h, sm_lo, sm_hi, nedt, *p): H-pol misfit after a V-pol solve at tau
     p = r[5:]
-    sm, _ = sca_scalar(r[0], 1, tau, p, r[2], r[3], r[4])
+    sm, _ = sca_scalar(r[0], 1, tau, p, r[2], r[3], math.inf)  # bounds, never NaN: g continuous
     if math.isnan(sm):
         return math.nan
     return radiometer_tb(sm, tau, p)[0] - r[1]
@@ -502,7 +502,7 @@ def radiometer_invert_np(
         grid = DCA_TAU_GRID
 
         def g_of(tau_):
-            sm_, _ = _sca_np(tb_v, 1, tau_, fwd, sm_lo, sm_hi, nedt)
+            sm_, _ = _sca_np(tb_v, 1, tau_, fwd, sm_lo, sm_hi, np.inf)
             g = fwd(np.where(np.isnan(sm_), 0.5 * (sm_lo + sm_hi), sm_), tau_)[0] - tb_h
             return np.where(np.isnan(sm_), np.nan, g)
 

@@ -142,8 +142,8 @@ def soil_moisture_sar(
     p = {**DEFAULT_PARAMS, **(params or {})}
     args = (
         entry(sigma0, "dB", "sigma0"),
-        entry(veg, "1", "veg", 0.0),
-        entry(veg if veg2 is None else veg2, "1", "veg2", 0.0),
+        entry(veg, None, "veg", 0.0),  # LAI, NDVI or VWC: A and B follow its unit
+        entry(veg if veg2 is None else veg2, None, "veg2", 0.0),
         entry(incidence_deg, "degree", "incidence_deg", 0.0, 90.0, closed_hi=False),
         _param(p, "a", "1", 0.0),
         _param(p, "b", "1", 0.0),
