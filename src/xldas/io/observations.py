@@ -33,7 +33,7 @@ Quality flags (defaults, ``qc=False`` keeps everything)
 SMAP L3: soil moisture kept where ``retrieval_qual_flag`` bit 0 ("retrieval recommended" not
 met) is 0; Tb kept where ``tb_qual_flag_h``/``_v`` bit 0 is 0. SMAP L1C: ``cell_tb_qual_flag_*``
 bit 0 is 0. SMOS-IC: ``Quality_Flag == 0``; SMOS L3 (CATDS): ``Soil_Moisture_Dqx`` finite and
-< 0.1 m3 m-3. ASCAT: ``ssf == 1`` (unfrozen), ``proc_flag == 0``, ``corr_flag`` bits 0–2 = 0.
+< 0.1 m3 m-3. ASCAT: ``ssf`` 0 or 1 (unknown/unfrozen), ``proc_flag == 0``, ``corr_flag`` bits 0–2 = 0.
 C3S: ``flag == 0``. AMSR2: fill values (65534, 65535, negative) removed. GRACE: none (the
 ``uncertainty`` field is the error). Every reader adds ``n_obs`` (time): valid observations
 and ``n_flagged`` (time): observations removed by the flags, so a time whose observations are
@@ -595,7 +595,7 @@ def _ts_qc(product: str, raw: xr.Dataset, qc: bool) -> xr.Dataset:
     if product == "SMOS_IC":
         return smos_qc(raw, qc, sp)
     if product == "C3S":
-        sm_raw = raw["sm"]
+        sm_raw = raw["sm"].where(raw["sm"] >= 0)  # -9999 fill without _FillValue
         sm = sm_raw.where(raw["flag"] == 0) if qc else sm_raw
         out = xr.Dataset(coords=raw.coords)
         out["sm"] = _cf(
@@ -635,14 +635,21 @@ _TS_SIGNATURE = {
 
 def _read_ascat_ragged(path: Path, qc: bool, freq: str) -> xr.Dataset:
     raw = xr.open_dataset(path, decode_times=False)
-    n = raw["row_size"].values.astype(np.int64)
+    n = np.clip(raw["row_size"].values.astype(np.int64), 0, None)  # fill (negative) = empty
+    if n.sum() != raw.sizes["obs"]:
+        raise _layout_error(
+            path,
+            "ASCAT_TS",
+            "sum(row_size) == len(obs) (contiguous ragged)",
+            f"{n.sum()} != {raw.sizes['obs']}",
+        )
     loc = np.repeat(np.arange(n.size), n)
     t = pd.to_datetime(raw["time"].values, unit="D", origin=pd.Timestamp("1900-01-01"))
     sm_raw = raw["sm"].values.astype(float)
     noise = raw["sm_noise"].values.astype(float)
     keep = np.isfinite(sm_raw)
     if qc:
-        keep &= (raw["ssf"].values == 1) & (raw["proc_flag"].values == 0)
+        keep &= (raw["ssf"].values <= 1) & (raw["proc_flag"].values == 0)
         keep &= (raw["corr_flag"].values.astype(np.int64) & 0b111) == 0
     day = t.floor(freq)
     times = pd.DatetimeIndex(np.unique(day))
@@ -744,10 +751,18 @@ def open_timeseries(
         parts.append(part)
     counters = [p[["n_obs", "n_flagged"]] for p in parts]
     body = [p.drop_vars(["n_obs", "n_flagged"]) for p in parts]
-    out = xr.concat(
-        body, dim="locations", join="outer", data_vars="all", coords="different", compat="override"
-    )
-    tot = xr.concat(counters, dim="part", join="outer").fillna(0).sum("part")
+    if len(body) == 1:
+        out, tot = body[0], counters[0]
+    else:
+        out = xr.concat(
+            body,
+            dim="locations",
+            join="outer",
+            data_vars="all",
+            coords="minimal",
+            compat="override",
+        )
+        tot = xr.concat(counters, dim="part", join="outer").fillna(0).sum("part")
     out = out.assign(n_obs=tot["n_obs"], n_flagged=tot["n_flagged"])
     if product == "ASCAT" and porosity is not None:
         out["sm_err"] = _cf(out["sm_err"] / 100.0 * porosity, "m3 m-3", "1-sigma error of sm")

@@ -287,7 +287,7 @@ def _apply_weights(x, W=None, rowsum=None, nan_threshold=0.0, out_shape=None):
     with np.errstate(invalid="ignore", divide="ignore"):
         out = num / den
         need = (1.0 - nan_threshold) * rowsum[:, None]
-        out = np.where((den > 0) & (den >= need - 1e-12 * rowsum[:, None]), out, np.nan)
+        out = np.where((den > 0) & (den >= need - 1e-3 * rowsum[:, None]), out, np.nan)
     return out.T.reshape(*lead, *out_shape).astype(np.result_type(x.dtype, np.float32))
 
 
