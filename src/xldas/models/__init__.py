@@ -10,6 +10,7 @@ Public API
 """
 
 from xldas.models.land import FORCING_UNITS, initial_state, step, water_storage
+from xldas.models.maps import parameters_from_maps
 from xldas.models.parameters import (
     DEFAULT_LAYERS,
     TEXTURE_CLASSES,
@@ -29,6 +30,7 @@ __all__ = [
     "correlated_field",
     "initial_state",
     "layer_coords",
+    "parameters_from_maps",
     "parameters_from_texture",
     "perturb",
     "perturb_forcing",
