@@ -99,3 +99,18 @@ def test_maqu_reader_flags_and_frozen_soil():
     ).sm
     assert 0.5 * ds.sm.count() < good.count() < ds.sm.count()
     assert float(good.min()) >= 0.0 and float(good.max()) <= 0.8
+
+
+@pytest.mark.slow
+def test_hawaii_table_and_triple_collocation():
+    from xldas.validation.hawaii import PRODUCTS, hawaii_table
+
+    table, tc = hawaii_table()
+    assert set(table["product"]) == set(PRODUCTS) and table.station.nunique() == 4
+    sw = table.set_index(["station", "product"]).loc["SilverSword"]
+    # the COSMOS probe (0-17 cm, light vegetation): SMAP behaves as published (ubRMSE ~0.04-0.06)
+    assert sw.loc["SMAP", "ubrmse"] < 0.07 and sw.loc["SMAP", "r"] > 0.6
+    assert sw.loc["ERA5-Land", "n"] > 600 and sw.loc["GLDAS", "r"] > 0.6
+    t = tc.set_index(["station", "triplet"]).loc[("SilverSword", "insitu-SMAP-ASCAT")]
+    assert t["n"] >= 100 and bool(t["assumptions_ok"])
+    assert t["err_std_SMAP"] < 0.06 and 0.5 < t["rho2_SMAP"] <= 1.0

@@ -72,7 +72,8 @@ def triple_collocation(
     Returns
     -------
     xarray.Dataset with a ``product`` dimension (the names of ``a``, ``b``, ``c``) holding
-    ``error_variance`` (each product's units squared), ``error_std``, ``rho2`` (squared
+    ``error_variance`` (each product's units squared), ``error_std``, ``error_std_ref``
+    (error std in the units and scale of ``a``, using β_a/β_x from Q), ``rho2`` (squared
     correlation with the unknown truth), ``snr_db`` (signal-to-noise ratio,
     10·log10(ρ²/(1−ρ²))), plus ``n`` (triplets) and ``assumptions_ok`` (all error variances
     and ρ² in [0, 1] — False flags violated TC assumptions, e.g. correlated errors).
@@ -118,6 +119,9 @@ def triple_collocation(
     product = xr.DataArray(names, dims="product", name="product")
     err_var = xr.concat(ev, dim=product)
     rho2 = xr.concat(r2, dim=product)
+    # error std expressed in the units/scale of ``a`` (β_a/β_x from the covariances)
+    scale = [1.0, qxz / qyz, qxy / qyz]
+    err_ref = xr.concat([np.sqrt(e.where(e >= 0)) * abs(k) for e, k in zip(ev, scale)], dim=product)
     units = [v.attrs.get("units", "") for v in (a, b, c)]
     ok = ((err_var >= 0) & (rho2 >= 0) & (rho2 <= 1)).all("product") & enough
     out = xr.Dataset(
@@ -129,6 +133,10 @@ def triple_collocation(
             "error_std": np.sqrt(err_var.where(err_var >= 0)).assign_attrs(
                 long_name="TC error standard deviation (each product's own units)",
                 units_of_products=", ".join(f"{n_}: {u}" for n_, u in zip(names, units)),
+            ),
+            "error_std_ref": err_ref.assign_attrs(
+                long_name=f"TC error standard deviation rescaled to the first product ({names[0]})",
+                units=units[0],
             ),
             "rho2": rho2.assign_attrs(
                 long_name="squared correlation with the unknown truth", units="1"
