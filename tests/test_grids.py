@@ -124,3 +124,13 @@ def test_nearest_and_missing_crs(alps):
         regrid_curvilinear(f, bad)
     with pytest.raises(UnknownOptionError):
         regrid_curvilinear(f, alps, "cubic")
+
+
+def test_regrid_dispatches_to_curvilinear(alps):
+    from xldas.io import regrid
+
+    src = grid((0.0, 40.0, 17.0, 53.0), 0.25)
+    f = (0.5 * src.lon - 2.0 * src.lat).rename("f")
+    out = regrid(f, alps, method="bilinear")
+    assert out.dims == ("rlat", "rlon")
+    np.testing.assert_allclose(out, 0.5 * out.lon - 2.0 * out.lat, atol=1e-9)

@@ -10,6 +10,9 @@ Every function returns lazy, chunked xarray objects with CF attributes.
 - :func:`open_era5`, :func:`open_cmfd`, :func:`from_era5`, :func:`from_cmfd`,
   :func:`check_forcing` — forcing adapters (:mod:`xldas.io.forcing`).
 - station readers (:mod:`xldas.io.stations`).
+- satellite products (:mod:`xldas.io.observations`: SMAP, AMSR2, SMOS, ASCAT, GRACE readers,
+  :func:`to_model_grid`, :func:`search_earthdata`), grids (:mod:`xldas.io.grids`:
+  :func:`eurocordex`, :func:`ease2_grid`) and :func:`regrid_curvilinear`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ from xldas.io.forcing import (
     open_cmfd,
     open_era5,
 )
+from xldas.io.grids import ease2_grid, eurocordex
+from xldas.io.observations import open_observations, search_earthdata, to_model_grid
 from xldas.io.regrid import grid, regrid
+from xldas.io.regrid_curvilinear import regrid_curvilinear
 from xldas.io.stac import search_stac
 from xldas.io.stations import (
     calibrate_n0,
@@ -58,6 +64,8 @@ __all__ = [
     "default_catalog_path",
     "default_chunks",
     "default_encoding",
+    "ease2_grid",
+    "eurocordex",
     "from_cmfd",
     "from_era5",
     "frozen_soil_flags",
@@ -65,6 +73,7 @@ __all__ = [
     "open_catalog",
     "open_cmfd",
     "open_era5",
+    "open_observations",
     "open_store",
     "read_camels",
     "read_crns",
@@ -72,6 +81,9 @@ __all__ = [
     "read_ismn",
     "read_noah_forcing",
     "regrid",
+    "regrid_curvilinear",
+    "search_earthdata",
     "search_stac",
+    "to_model_grid",
     "to_store",
 ]

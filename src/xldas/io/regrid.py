@@ -18,6 +18,9 @@ Methods
     becomes NaN.
 ``"nearest"``
     Nearest source cell centre.
+
+Rotated-pole (``rlat``/``rlon``) and curvilinear (2-D ``lat``/``lon``) sources or targets
+are handed to :func:`xldas.io.regrid_curvilinear.regrid_curvilinear` (same methods).
 """
 
 from __future__ import annotations
@@ -191,6 +194,15 @@ def _xarray_regrid(ds, target: xr.Dataset, method: str, dims, nan_threshold: flo
     return out
 
 
+def _curvilinear(obj: Any) -> bool:
+    """True for a rotated-pole grid or one whose ``lat``/``lon`` are 2-D."""
+    if not isinstance(obj, xr.DataArray | xr.Dataset):
+        return False
+    if "rlat" in obj.dims and "rlon" in obj.dims:
+        return True
+    return any(c in obj.coords and obj[c].ndim == 2 for c in ("lat", "lon"))
+
+
 def regrid(
     ds: xr.Dataset | xr.DataArray,
     target: xr.Dataset | xr.DataArray | tuple,
@@ -244,6 +256,11 @@ def regrid(
         raise UnknownOptionError("regrid method", method, METHODS)
     if not 0.0 <= float(nan_threshold) <= 1.0:
         raise ValueError(f"nan_threshold must lie in [0, 1], got {nan_threshold}")
+    if _curvilinear(ds) or _curvilinear(target):
+        # rotated-pole / 2-D lat-lon grids: sparse weights (xldas.io.regrid_curvilinear)
+        from xldas.io.regrid_curvilinear import regrid_curvilinear
+
+        return regrid_curvilinear(ds, target, method, None, nan_threshold)
     engine = _choose_engine(engine)
     dims = spatial_dims(ds)
     for d in dims:
