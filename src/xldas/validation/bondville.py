@@ -26,6 +26,7 @@ tests):
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,13 @@ import xarray as xr
 from xldas.validation.matching import layer_weights
 from xldas.validation.metrics import skill
 
-__all__ = ["BondvilleResult", "bondville_experiment", "bondville_params", "shared_data_dir"]
+__all__ = [
+    "BondvilleResult",
+    "bondville_calibration",
+    "bondville_experiment",
+    "bondville_params",
+    "shared_data_dir",
+]
 
 #: monthly green vegetation fraction of the Noah control file (Jan..Dec)
 GVF = (0.01, 0.02, 0.07, 0.17, 0.27, 0.58, 0.93, 0.96, 0.65, 0.24, 0.11, 0.02)
@@ -250,3 +257,89 @@ def bondville_experiment(
         metrics=["bias", "rmse", "r", "kge", "n"],
     )
     return BondvilleResult(sm=sm_ds, le=le, skill_sm=skill_sm, skill_le=skill_le)
+
+
+def bondville_calibration(
+    path=None,
+    calibration=("1998-01-01T06:00", "1998-07-02T06:00"),
+    validation=("1998-07-02T06:00", "1999-01-01T06:00"),
+    every: str = "7D",
+    maxiter: int = 6,
+    popsize: int = 4,
+    seed: int = 0,
+) -> dict:
+    """Calibrate soil parameters on 1998 H1 against the 5 cm probe; validate on H2.
+
+    Parameters calibrated: ``b`` (Clapp–Hornberger exponent, 3–12) and a log10
+    multiplier of ``ksat`` (−2 … 0.5). Each generation runs the whole population at once
+    as ``member``s of one land-model run (state augmentation: per-member ``b`` and
+    ``ksat`` replace the parameters), stopping every ``every`` to sample the 5 cm soil
+    moisture at that instant; the objective is the RMSE against the probe. The optimiser
+    is :func:`xldas.validation.calibrate` (SciPy differential evolution, vectorised).
+
+    Returns
+    -------
+    dict with the calibration result and the validation skill (H2) of the default and
+    the calibrated parameters.
+    """
+    from xldas.io.stations import read_noah_forcing
+    from xldas.models import step
+    from xldas.validation.calibrate import calibrate
+
+    if path is None:
+        path = shared_data_dir() / "bondville_noah_1998" / "forcing98_with_validation.dat"
+    data = read_noah_forcing(path)
+    forcing = data[list(FORCING)]
+    params = bondville_params()
+    state0 = _initial(params, forcing)
+    w5 = layer_weights(params["depth_bottom"].values, 0.05)
+    obs5 = data["sm_obs"].sel(depth=0.05).isel(lat=0, lon=0)
+
+    def run(b, log_ks, period):
+        b = np.atleast_1d(np.asarray(b, dtype=np.float64))
+        mult = 10.0 ** np.atleast_1d(np.asarray(log_ks, dtype=np.float64))
+        member = xr.DataArray(np.arange(b.size), dims="member")
+        st = state0.expand_dims(member=member.values).copy()
+        st["b"] = (params["b"] * 0 + xr.DataArray(b, dims="member")).transpose("member", ...)
+        st["ksat"] = (params["ksat"] * xr.DataArray(mult, dims="member")).transpose("member", ...)
+        times = pd.date_range(pd.Timestamp(period[0]), pd.Timestamp(period[1]), freq=every)
+        out = []
+        for a, z in itertools.pairwise(times):
+            f = forcing.sel(time=slice(a + pd.Timedelta("1s"), z))
+            p = params.assign(lai=params["lai"] * 0 + _lai(z - pd.Timedelta("3D")))
+            st = step(st, f, p, validate=False).drop_vars("time")
+            sm = st["sm"].drop_vars(["depth_bottom", "dz"], errors="ignore")
+            out.append(
+                (sm * w5.assign_coords(layer=sm["layer"].values)).sum("layer").isel(lat=0, lon=0)
+            )
+        return xr.concat(out, dim="time").assign_coords(time=times[1:].values)
+
+    obs_cal = obs5.sel(time=pd.date_range(*[pd.Timestamp(t) for t in calibration], freq=every)[1:])
+
+    def simulate(p):
+        return run(p["b"], p["log10_ksat_factor"], calibration).transpose("member", "time")
+
+    res = calibrate(
+        simulate,
+        {"b": (3.0, 12.0), "log10_ksat_factor": (-2.0, 0.5)},
+        obs_cal,
+        objective="rmse",
+        vectorized=True,
+        maxiter=maxiter,
+        popsize=popsize,
+        seed=seed,
+    )
+    default = run(float(params["b"].squeeze()), 0.0, validation).isel(member=0)
+    tuned = run(res.params["b"], res.params["log10_ksat_factor"], validation).isel(member=0)
+    obs_val = obs5.sel(time=default.time)
+    metrics = ["bias", "rmse", "ubrmse", "r"]
+    return {
+        "result": res,
+        "validation_default": skill(default, obs_val, metrics=metrics),
+        "validation_calibrated": skill(tuned, obs_val, metrics=metrics),
+        "calibration_default": skill(
+            run(float(params["b"].squeeze()), 0.0, calibration).isel(member=0),
+            obs_cal,
+            metrics=metrics,
+        ),
+    }
