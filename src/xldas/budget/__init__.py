@@ -14,6 +14,8 @@ Public functions
     posterior errors and a residual of zero.
 :func:`budget_trends`
     Theil–Sen / Mann–Kendall trend of each component per region.
+:func:`heihe_budget`
+    the embedded Heihe twin experiment's sub-basin budgets: truth, degraded, closed.
 :func:`plot_budget`
     bars of P, ET, Q, ΔS and residual per region, before and after closure.
 
@@ -21,14 +23,18 @@ Also available as ``ds.ldas.basin_mean(regions)``, ``ds.ldas.water_budget(...)``
 ``budget.ldas.close_budget(errors)``.
 """
 
+from xldas.budget.analysis import budget_trends, heihe_budget, plot_budget
 from xldas.budget.closure import COMPONENTS, close_budget, closure_kernel, water_budget
 from xldas.budget.regions import basin_mean, region_masks
 
 __all__ = [
     "COMPONENTS",
     "basin_mean",
+    "budget_trends",
     "close_budget",
     "closure_kernel",
+    "heihe_budget",
+    "plot_budget",
     "region_masks",
     "water_budget",
 ]
