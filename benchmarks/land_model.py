@@ -328,6 +328,7 @@ def main(argv=None):
     ap.add_argument("--members", type=int, default=16)
     ap.add_argument("--steps", type=int, default=24)
     ap.add_argument("--ref-cells", type=int, default=4_000, help="cells for the NumPy reference")
+    ap.add_argument("--repeat", type=int, default=2, help="timings per figure (the best is kept)")
     args = ap.parse_args(argv)
     ncell, nmem, nt = args.cells, args.members, args.steps
     cm = ncell * nmem
@@ -370,14 +371,20 @@ def main(argv=None):
         small = ([x[:2] for x in fo], [x[:2] for x in st], [x[:2] if x.ndim > 1 else x for x in pa])
         kern(*small[0], *small[1], *small[2], 3600.0, 1.0)
         serial(*small[0], *small[1], *small[2], 3600.0, 1.0)
-        t = timeit(lambda fo=fo, st=st, pa=pa: serial(*fo, *st, *pa, 3600.0, 1.0), repeat=2)
+        t = timeit(
+            lambda fo=fo, st=st, pa=pa: serial(*fo, *st, *pa, 3600.0, 1.0), repeat=args.repeat
+        )
         rows.append((f"numba gufunc serial target, {name}", 1, work / t))
         for threads in sorted({1, ncores}):
             numba.set_num_threads(threads)
-            t = timeit(lambda fo=fo, st=st, pa=pa: kern(*fo, *st, *pa, 3600.0, 1.0), repeat=2)
+            t = timeit(
+                lambda fo=fo, st=st, pa=pa: kern(*fo, *st, *pa, 3600.0, 1.0), repeat=args.repeat
+            )
             rows.append((f"numba gufunc parallel target, {name}", threads, work / t))
         if ncores > 1:
-            t = timeit(lambda fo=fo, st=st, pa=pa: chunked(fo, st, pa, 4 * ncores), repeat=2)
+            t = timeit(
+                lambda fo=fo, st=st, pa=pa: chunked(fo, st, pa, 4 * ncores), repeat=args.repeat
+            )
             rows.append((f"numba serial, {4 * ncores} chunks on threads, {name}", ncores, work / t))
     numba.set_num_threads(ncores)
 
@@ -391,7 +398,7 @@ def main(argv=None):
         + [pa[8]]
         + [x[0] for x in pa[9:]]
     )
-    t = timeit(lambda: land_reference(*rargs, 3600.0, 1), repeat=2)
+    t = timeit(lambda: land_reference(*rargs, 3600.0, 1), repeat=args.repeat)
     rows.append((f"NumPy reference, float64 ({nr} columns)", 1, nr * nt / t))
     ref_rate = nr * nt / t
 
@@ -431,7 +438,7 @@ def main(argv=None):
                     ptr(flux, dp),
                 )
 
-            t = timeit(call, repeat=2)
+            t = timeit(call, repeat=args.repeat)
             c_rates[threads] = work / t
             rows.append(
                 (
