@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import raise_if_dask_computes
 from xldas.errors import ObservationError
-from xldas.io import _samples
+from xldas.io import samples as _samples
 from xldas.io.grids import ease2_rowcol, eurocordex
 from xldas.io.observations import (
     earthdata_query,
@@ -235,3 +235,32 @@ def test_hawaii_ascat_and_wrong_product():
     assert int(ds.n_flagged.sum()) > 0
     with pytest.raises(ObservationError, match="soil_moisture"):
         open_timeseries(HAWAII / "C3S_V202212" / "0165.nc", "SMAP")
+
+
+# ------------------------------------------------------------------ LDAS-EU through `xldas run`
+def test_ldas_eu_twin_runs_through_xldas_run(tmp_path, monkeypatch):
+    """The shipped LDAS-EU config (EUR-11, ERA5-Land, SMAP L3 Tb, EnKF) on a small
+    sub-domain with generated files: the SMAP-L3-layout observation source is read, flagged,
+    aggregated onto the rotated grid and assimilated."""
+    from typer.testing import CliRunner
+
+    from xldas.cli import app
+    from xldas.cycle import Experiment
+    from xldas.cycle.store import open_output
+
+    yaml = Path(__file__).parents[1] / "catalogs" / "experiments" / "ldas_eu.yaml"
+    text = yaml.read_text().replace('end: "2021-05-04T00:00"', 'end: "2021-05-03T00:00"')
+    (tmp_path / "ldas_eu.yaml").write_text(text)
+    _samples.write_ldas_eu_inputs(tmp_path / "ldas_eu", days=2)
+    monkeypatch.chdir(tmp_path)
+    exp = Experiment.from_yaml(tmp_path / "ldas_eu.yaml")
+    assert exp.observations[0].source.reader == "SPL3SMP"
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "ldas_eu.yaml")])
+    assert res.exit_code == 0, res.output
+    store = tmp_path / "xldas-ldas-eu"
+    ana = open_output(store, "analysis")
+    assert ana.sm.dims[-2:] == ("rlat", "rlon")
+    assert ana.sizes["time"] == 2
+    diag = open_output(store, "diagnostics")
+    used = [v for v in diag.data_vars if v.endswith("n_used")]
+    assert used and float(diag[used[0]].sum()) > 0

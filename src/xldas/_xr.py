@@ -17,20 +17,20 @@ from xldas.errors import DimensionError
 
 __all__ = ["SPATIAL_DIMS", "add_history", "apply_kernel", "spatial_dims"]
 
-SPATIAL_DIMS = (("lat", "lon"), ("y", "x"))
+SPATIAL_DIMS = (("lat", "lon"), ("y", "x"), ("rlat", "rlon"))  # rlat/rlon: rotated pole
 
 
 def spatial_dims(obj: xr.Dataset | xr.DataArray) -> tuple[str, str]:
     """Return the (row, column) spatial dimension names of ``obj``.
 
-    Raises :class:`~xldas.errors.DimensionError` if neither ``lat``/``lon`` nor ``y``/``x``
-    are present.
+    Raises :class:`~xldas.errors.DimensionError` if none of ``lat``/``lon``, ``y``/``x``,
+    ``rlat``/``rlon`` (rotated pole, e.g. EURO-CORDEX) are present.
     """
     for pair in SPATIAL_DIMS:
         if all(d in obj.dims for d in pair):
             return pair
     raise DimensionError(
-        f"no spatial dimensions found in dims {tuple(obj.dims)}; expected ('lat', 'lon') or ('y', 'x')"
+        f"no spatial dimensions found in dims {tuple(obj.dims)}; expected ('lat', 'lon'), ('y', 'x') or ('rlat', 'rlon')"
     )
 
 

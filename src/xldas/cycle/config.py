@@ -137,6 +137,13 @@ class SourceConfig(_Section):
       ``zarr`` / ``netcdf``  a file or store at ``path``;
       ``files``   one file per date, ``pattern`` with strftime fields (``obs_%Y%m%d.nc``);
       ``stac``    a STAC API search (``url``, ``collections``, ``bands``).
+
+    ``reader`` (``netcdf`` kind, ``path`` may be a glob): a product of
+    :data:`xldas.io.observations.PRODUCTS` (``SPL3SMP``, ``SPL3SMP_E``, ``SPL1CTB``,
+    ``AMSR2_L3``, ``SMOS_L3``, ``GRACE_MASCON``, ``ASCAT_TS``) read with that product's reader
+    and, for observations, aggregated onto the model grid with
+    :func:`xldas.io.observations.to_model_grid` (footprint-aware errors); for forcing,
+    ``ERA5`` / ``ERA5_LAND`` (:func:`xldas.io.forcing.open_era5`).
     """
 
     kind: Literal["demo", "catalog", "zarr", "netcdf", "files", "stac"]
@@ -150,6 +157,18 @@ class SourceConfig(_Section):
     bands: list[str] | None = None
     resolution: float | None = None
     regrid: Literal["bilinear", "conservative", "nearest"] = "bilinear"
+    reader: str | None = Field(None, description="product reader (xldas.io.observations)")
+
+    @field_validator("reader")
+    @classmethod
+    def _reader(cls, v):
+        if v is not None:
+            from xldas.io.observations import PRODUCTS
+
+            allowed = [*sorted(PRODUCTS), "ERA5", "ERA5_LAND"]
+            if v not in allowed:
+                raise ValueError(f"unknown reader {v!r}; allowed: {allowed}")
+        return v
 
     @model_validator(mode="after")
     def _needs(self):

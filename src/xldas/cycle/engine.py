@@ -222,6 +222,15 @@ class Sources:
             return open_catalog(src.catalog)[src.entry].read()
         if kind == "zarr":
             return xr.open_zarr(src.path)
+        if kind == "netcdf" and getattr(src, "reader", None) in ("ERA5", "ERA5_LAND"):
+            from xldas.io.forcing import open_era5
+
+            return open_era5(src.path, product=src.reader.lower().replace("_", "-"))
+        if kind == "netcdf" and getattr(src, "reader", None):
+            from xldas.io.observations import open_observations
+
+            target = self.params if what == "obs" else None
+            return open_observations(src.path, src.reader, target=target)
         if kind == "netcdf":
             return xr.open_dataset(src.path, chunks={})
         raise ConfigError(f"{what} source kind {kind!r} is not supported here")
@@ -246,6 +255,7 @@ class Sources:
     def _regrid(self, ds: xr.Dataset, method: str) -> xr.Dataset:
         same = all(
             d in ds.dims
+            and d in self.params.dims
             and ds.sizes[d] == self.params.sizes[d]
             and np.allclose(ds[d].values, self.params[d].values)
             for d in ("lat", "lon")

@@ -189,3 +189,113 @@ def write_grace_mascon(folder, times=("2017-01-16", "2017-02-15"), value_cm=5.0)
     path = Path(folder) / "GRCTellus.JPL.200204_202301.GLO.RL06.1M.MSCNv03CRI.nc"
     ds.to_netcdf(path)
     return path
+
+
+def write_era5_land(folder, bbox, start="2021-05-01", days=3, res=0.1, seed=0) -> Path:
+    """Write an hourly ERA5-Land-layout netCDF (``valid_time``, descending ``latitude``,
+    ``longitude``; ``t2m``, ``d2m`` K, ``sp`` Pa, ``u10``/``v10`` m s-1 instantaneous;
+    ``tp`` m, ``ssrd``/``strd`` J m-2 accumulated since 00 UTC) with a plausible diurnal
+    cycle over ``bbox`` (west, south, east, north), widened by one cell."""
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    w, s, e, n = bbox
+    lat = np.round(np.arange(np.floor(n / res) * res + res, s - 2 * res, -res), 4)
+    lon = np.round(np.arange(np.floor(w / res) * res - res, e + 2 * res, res), 4)
+    t = pd.date_range(start, periods=24 * days + 1, freq="h")
+    hour = t.hour.values[:, None, None]
+    shape = (t.size, lat.size, lon.size)
+    sun = np.clip(np.sin(np.pi * (hour - 6) / 12), 0, None)
+    t2m = 285.0 + 6.0 * np.sin(np.pi * (hour - 9) / 12) + np.zeros(shape)
+    rate = {
+        "ssrd": 800.0 * sun * 3600.0 + np.zeros(shape),
+        "strd": 320.0 * 3600.0 + np.zeros(shape),
+        "tp": np.where(rng.random(shape[:1])[:, None, None] < 0.1, 2e-3, 0.0) + np.zeros(shape),
+    }
+    acc = {}
+    for k, r in rate.items():
+        a = np.zeros(shape)
+        for i in range(1, t.size):  # accumulate since 00 UTC (value at 00 = previous day total)
+            a[i] = r[i] + (a[i - 1] if t[i - 1].hour != 0 or i == 1 else 0.0)
+            if t[i - 1].hour == 0 and i > 1:
+                a[i] = r[i]
+        acc[k] = a
+    dims = ("valid_time", "latitude", "longitude")
+    ds = xr.Dataset(
+        {
+            "t2m": (dims, t2m, {"units": "K"}),
+            "d2m": (dims, t2m - 6.0, {"units": "K"}),
+            "sp": (dims, np.full(shape, 95000.0), {"units": "Pa"}),
+            "u10": (dims, np.full(shape, 2.0), {"units": "m s**-1"}),
+            "v10": (dims, np.full(shape, 1.0), {"units": "m s**-1"}),
+            "tp": (dims, acc["tp"], {"units": "m"}),
+            "ssrd": (dims, acc["ssrd"], {"units": "J m**-2"}),
+            "strd": (dims, acc["strd"], {"units": "J m**-2"}),
+        },
+        coords={"valid_time": t, "latitude": lat, "longitude": lon},
+    )
+    path = Path(folder) / f"era5_land_{pd.Timestamp(start):%Y%m%d}.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+def write_ldas_eu_inputs(
+    folder, subdomain=(10.0, 45.0, 10.6, 45.5), start="2021-05-01", days=3, noise_k=1.0, seed=0
+) -> dict:
+    """Generate the inputs of ``catalogs/experiments/ldas_eu.yaml`` for a twin experiment on
+    a small EUR-11 sub-domain: ``params.nc`` (EUR-11, from texture maps), ERA5-Land forcing
+    and daily SMAP L3 files whose AM Tb are the truth run (model from field capacity with
+    wetter soil, unperturbed forcing) seen through the SMAP tau-omega operator, averaged over
+    each 36 km EASE cell, plus Gaussian noise ``noise_k``. Returns the paths."""
+    import xarray as xr
+
+    from xldas.io.forcing import open_era5
+    from xldas.io.grids import ease2_rowcol, eurocordex
+    from xldas.io.regrid_curvilinear import regrid_curvilinear
+    from xldas.models import initial_state, parameters_from_texture, step
+    from xldas.obs import TauOmega
+
+    folder = Path(folder)
+    (folder / "smap").mkdir(parents=True, exist_ok=True)
+    g = eurocordex("EUR-11", subdomain=subdomain)
+    shape = (g.sizes["rlat"], g.sizes["rlon"])
+    gc = {k: g[k] for k in ("rlat", "rlon", "lat", "lon", "rotated_pole")}
+    sand = xr.DataArray(np.full(shape, 0.4), coords=gc, dims=("rlat", "rlon"))
+    clay = xr.full_like(sand, 0.2)
+    params = parameters_from_texture(sand, clay, lai=2.0, elevation=200.0)
+    params["vwc"] = xr.full_like(sand, 1.0).assign_attrs(units="kg m-2")
+    params = params.assign_coords(gc)
+    params.to_netcdf(folder / "params.nc")
+    w, s, e, n = (float(g.lon.min()), float(g.lat.min()), float(g.lon.max()), float(g.lat.max()))
+    era = write_era5_land(folder, (w, s, e, n), start, days, seed=seed)
+    forcing = regrid_curvilinear(open_era5(era, product="era5-land"), g, "bilinear").load()
+    truth = initial_state(params)
+    truth["sm"] = (truth["sm"] + 0.05).clip(max=params["theta_s"] - 0.01)
+    op = TauOmega.smap()
+    rng = np.random.default_rng(seed)
+    r, c = ease2_rowcol(params.lon.values, params.lat.values, "M36")
+    paths = []
+    t0 = pd.Timestamp(start)
+    for d in range(days):
+        day = t0 + pd.Timedelta(days=d)
+        f = forcing.sel(time=slice(day + pd.Timedelta(hours=1), day + pd.Timedelta(days=1)))
+        truth = step(truth, f, params).load()
+        tb = op(truth, params).load()
+        cells = {}
+        for key in set(zip(r.ravel().tolist(), c.ravel().tolist(), strict=True)):
+            m = (r == key[0]) & (c == key[1])
+            cells[("AM", *key)] = {
+                "tb_h_corrected": float(
+                    tb["tb_h"].values[m].mean() + noise_k * rng.standard_normal()
+                ),
+                "tb_v_corrected": float(
+                    tb["tb_v"].values[m].mean() + noise_k * rng.standard_normal()
+                ),
+                "tb_qual_flag_h": 0,
+                "tb_qual_flag_v": 0,
+                "soil_moisture": float(truth["sm"].isel(layer=0).values[m].mean()),
+                "soil_moisture_error": 0.04,
+                "retrieval_qual_flag": 0,
+            }
+        paths.append(write_smap_l3(folder / "smap", day + pd.Timedelta(days=1), cells))
+    return {"params": folder / "params.nc", "forcing": era, "smap": paths}

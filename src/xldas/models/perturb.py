@@ -220,7 +220,8 @@ def _ar1_block(*args, spacing, seed, chol, phi, std, mult, n_members):
 # ------------------------------------------------------------------ xarray layer
 def _spacing(obj, length_scale_km: float) -> float:
     ydim, _ = spatial_dims(obj)
-    return length_scale_km / _KM_PER_DEG if ydim == "lat" else length_scale_km * 1000.0
+    # rotated-pole rlat/rlon are degrees of a great-circle frame, like lat
+    return length_scale_km / _KM_PER_DEG if ydim in ("lat", "rlat") else length_scale_km * 1000.0
 
 
 def _grid_coords(obj):
