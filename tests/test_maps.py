@@ -67,3 +67,32 @@ def test_slope_and_units():
         [shapely.box(100.0, 38.0, 101.0, 39.0)], grid((100.0, 38.0, 101.0, 39.0), 0.5)
     )
     np.testing.assert_allclose(gf, 1.0)
+
+
+def test_open_map_geotiff_lazy(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from xldas.models.maps import open_map
+
+    data = np.arange(20, dtype="float32").reshape(4, 5)
+    data[0, 0] = -9999.0
+    p = tmp_path / "dem.tif"
+    with rasterio.open(
+        p,
+        "w",
+        driver="GTiff",
+        height=4,
+        width=5,
+        count=1,
+        dtype="float32",
+        crs="EPSG:4326",
+        transform=from_origin(100.0, 39.0, 0.25, 0.25),
+        nodata=-9999.0,
+    ) as dst:
+        dst.write(data, 1)
+    da = open_map(p, "elevation")
+    assert da.chunks is not None and da.dims == ("lat", "lon")
+    assert float(da.lat[0]) == pytest.approx(38.125)  # ascending (south first)
+    assert np.isnan(float(da.sel(lat=38.875, lon=100.125)))
+    assert float(da.sel(lat=38.125, lon=100.125)) == 15.0

@@ -16,6 +16,7 @@ dask chunks for rasters; glacier polygons are rasterised per block).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,20 @@ WORLDCOVER_LAI = {
     100: 0.5,
 }
 _CROPLAND = 40
+
+
+def open_map(path, name: str | None = None, chunks: dict | None = None) -> xr.DataArray:
+    """Open a single-band raster map (GeoTIFF/COG: SoilGrids, HWSD, Copernicus DEM, ESA
+    WorldCover tiles) lazily with rioxarray. Geographic rasters get ``lat``/``lon`` dims
+    (ascending ``lat``), projected ones keep ``y``/``x``; the nodata value becomes NaN."""
+    import rioxarray
+
+    da = rioxarray.open_rasterio(path, chunks=chunks or {}, masked=True).squeeze("band", drop=True)
+    crs = da.rio.crs
+    if crs is not None and crs.is_geographic:
+        da = da.rename({"y": "lat", "x": "lon"}).sortby("lat")
+    da = da.drop_vars([c for c in da.coords if c not in da.dims])
+    return da.rename(name or Path(str(path)).stem)
 
 
 def texture_fractions(ds: xr.Dataset, source: str = "soilgrids") -> xr.Dataset:
