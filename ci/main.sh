@@ -8,5 +8,6 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
 
-# The main job (until `xldas demo` exists: list the data catalog).
-.venv/bin/xldas catalog list
+# The main job: the embedded Heihe twin experiment end to end (open loop, EnKF, LETKF),
+# Zarr stores, skill table and figures under ./xldas-demo/ (no network).
+.venv/bin/xldas demo --out xldas-demo

@@ -110,7 +110,7 @@ def demo_command(
         str, typer.Option("--filters", help="Comma-separated filters run beside the open loop.")
     ] = "enkf,letkf",
     small: Annotated[
-        bool, typer.Option("--small", help="Reduced configuration (0.25 deg, 20 cycles).")
+        bool, typer.Option("--small", help="Reduced configuration (0.25 deg, 15 cycles).")
     ] = False,
     quiet: Quiet = False,
 ) -> None:

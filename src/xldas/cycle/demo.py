@@ -150,7 +150,7 @@ def run_demo(
     out : folder of the stores, figures and ``skill.csv``.
     filters : filters run beside the open loop.
     quiet : no progress bars.
-    small : the reduced configuration :data:`SMALL` (0.25°, 20 cycles, 16 members).
+    small : the reduced configuration :data:`SMALL` (0.25°, 15 cycles, 16 members).
 
     Examples
     --------
