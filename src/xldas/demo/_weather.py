@@ -178,8 +178,9 @@ def make_forcing(geo, lat, lon, times, dt_hours, latent, synoptic, tair_error=No
     daily = annual_precip_mm(geo, lon)[None].astype(f32) * _daily_fraction(doy).astype(
         f32
     )  # mm d-1
-    p_wet = 0.3 * daily / (daily + 2.0)
-    q = ndtri(1.0 - np.clip(p_wet, 1e-4, 0.5))
+    # wet-step probability: 0.3·m/(m+2) for 3-hourly steps, growing as √dt for longer steps
+    p_wet = np.minimum(0.3 * daily / (daily + 2.0) * np.sqrt(dt_hours / 3.0), 0.5)
+    q = ndtri(1.0 - np.clip(p_wet, 1e-4, 0.5).astype(np.float64)).astype(f32)
     expect = np.exp(-0.5 * q * q) / np.sqrt(2 * np.pi) - q * (1.0 - ndtr(q))
     conv = 1.0 + 0.5 * np.cos(2 * np.pi * (hloc - 18.0) / 24.0)  # afternoon convection
     step_mean = daily * dt_hours / 24.0 * conv  # mm per step
