@@ -264,3 +264,13 @@ def test_ldas_eu_twin_runs_through_xldas_run(tmp_path, monkeypatch):
     diag = open_output(store, "diagnostics")
     used = [v for v in diag.data_vars if v.endswith("n_used")]
     assert used and float(diag[used[0]].sum()) > 0
+
+
+def test_product_reader_local_and_argument_errors(smap_file):
+    from xldas.io.observations import ProductReader
+
+    rd = ProductReader(product="SPL3SMP", short_name="SPL3SMP")
+    ds = rd.read(path=str(smap_file), target=grid((-156.0, 19.5, -155.0, 20.0), 0.1))
+    assert "tb_h_err" in ds and ds.sizes["lat"] == 5
+    with pytest.raises(TypeError, match="download_to"):
+        rd.read(bbox=BBOX, temporal=("2017-01-01", "2017-01-02"))

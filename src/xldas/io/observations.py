@@ -1106,3 +1106,56 @@ def search_earthdata(
         return granules
     earthaccess.login()
     return earthaccess.download(granules, str(download_to))
+
+
+# ============================================================================ Intake reader
+try:
+    from intake.readers.readers import BaseReader as _BaseReader
+except ImportError:  # pragma: no cover - intake is a dependency
+    _BaseReader = object
+
+
+class ProductReader(_BaseReader):
+    """Intake reader of a satellite product (entries in ``catalogs/xldas.yaml``).
+
+    The entry fixes ``product`` (a key of :data:`PRODUCTS`) and, for NASA products, the
+    Earthdata ``short_name``. Read local granules with ``cat[name].read(path="files*.h5")``
+    (and ``target=`` a model grid to aggregate); or, with the network and an Earthdata
+    login, ``cat[name].read(bbox=..., temporal=(start, end), download_to=folder)`` searches
+    with :func:`search_earthdata`, downloads and opens the granules.
+    """
+
+    output_instance = "xarray:Dataset"
+    func = "xldas.io.observations:open_observations"
+
+    def _read(
+        self,
+        product=None,
+        short_name=None,
+        path=None,
+        bbox=None,
+        temporal=None,
+        download_to=None,
+        target=None,
+        **kwargs,
+    ):
+        kwargs.pop("output_instance", None)
+        if path is None:
+            if short_name is None or bbox is None or temporal is None or download_to is None:
+                raise TypeError(
+                    f"catalog entry {product!r}: give path= (local granules) or bbox=, "
+                    "temporal= and download_to= (Earthdata search and download)"
+                )
+            files = search_earthdata(short_name, bbox, temporal, download_to=download_to)
+            if not files:
+                raise ObservationError(f"no {short_name} granules for {bbox} {temporal}")
+            parts = [open_observations(f, product, target=target, **kwargs) for f in files]
+            return xr.concat(
+                parts,
+                "time",
+                data_vars="minimal",
+                coords="minimal",
+                compat="override",
+                join="override",
+            ).sortby("time")
+        return open_observations(path, product, target=target, **kwargs)
