@@ -321,22 +321,18 @@ def _etkf_transform(Y, d, r, T):
             if b != a:
                 A[b, a] += s
     lam, V = np.linalg.eigh(A)
-    wbar = np.zeros(N)
+    Vs = np.empty((N, N))
+    Vp = np.empty((N, N))
     for a in range(N):
-        for b in range(a, N):
-            w = 0.0
-            p = 0.0
-            for e in range(N):
-                w += V[a, e] * math.sqrt((N - 1.0) / lam[e]) * V[b, e]
-                p += V[a, e] / lam[e] * V[b, e]
-            T[a, b] = w
-            T[b, a] = w
-            wbar[a] += p * Cd[b]
-            if b != a:
-                wbar[b] += p * Cd[a]
+        for e in range(N):
+            Vs[a, e] = V[a, e] * math.sqrt((N - 1.0) / lam[e])
+            Vp[a, e] = V[a, e] / lam[e]
+    Vt = np.ascontiguousarray(V.T)
+    W = np.dot(Vs, Vt)
+    wbar = np.dot(np.dot(Vp, Vt), Cd)
     for a in range(N):
         for c in range(N):
-            T[a, c] += wbar[a]
+            T[a, c] = W[a, c] + wbar[a]
 
 
 @gufunc(

@@ -193,7 +193,10 @@ def _prepare_obs(obs, pred: xr.Dataset, names, ens):
             err_units = err.attrs.get("units", src)
             err = err * abs(conversion(str(err_units), str(tgt))[0])
         values[n] = val.astype("f8")
-        errors[n] = (err.astype("f8") ** 2).broadcast_like(val)
+        err = err.astype("f8")
+        # a non-positive error becomes a variance of 0, refused by the filter on compute
+        var = xr.where(err.isnull(), np.nan, xr.where(err > 0, err**2, 0.0))
+        errors[n] = var.broadcast_like(val)
     return xr.Dataset(values), xr.Dataset(errors)
 
 
@@ -311,30 +314,52 @@ def _letkf(E, HE, d, rinv, ens, filt: LETKF):
     rinv = rinv.transpose(sy, sx, "obs")
     args = (filt.inflation, filt.rtpp, filt.rtps)
     kern = partial(_letkf_kernel, c=c, halo=halo, metric=metric, args=args, engine=filt.engine)
-    if E.chunks is None:
+    if all(a.chunks is None for a in (E, HE, d, rinv)):
         out = kern(E.values, HE.values, d.values, rinv.values, yc.values, xc.values)
         return E.copy(data=out)
+    if E.chunks is None:
+        E = E.chunk()
     import dask.array as dsa
+    from dask.array.overlap import ensure_minimum_chunksize, overlap, trim_internal
 
-    chunks2 = (E.chunks[0], E.chunks[1])
+    chunks2 = tuple(ensure_minimum_chunksize(max(halo, 1), c) for c in E.chunks[:2])
+    E4 = E.data.rechunk((*chunks2, -1, -1))
+    H4 = HE.data.rechunk((*chunks2, -1, -1))
+    d3 = d.data.rechunk((*chunks2, -1)) if d.chunks else dsa.from_array(d.values, (*chunks2, -1))
+    r3 = (
+        rinv.data.rechunk((*chunks2, -1))
+        if rinv.chunks
+        else dsa.from_array(rinv.values, (*chunks2, -1))
+    )
     ycd = dsa.from_array(yc.values, chunks=chunks2)
     xcd = dsa.from_array(xc.values, chunks=chunks2)
+    none = {0: "none", 1: "none", 2: "none", 3: "none"}
     hs = {0: halo, 1: halo}
-    data = dsa.map_overlap(
+
+    def ov(x):
+        return overlap(x, depth={**hs, **{i: 0 for i in range(2, x.ndim)}}, boundary=none)
+
+    data = dsa.blockwise(
         kern,
-        E.data,
-        HE.data.rechunk((*chunks2, -1, -1)),
-        d.data.rechunk((*chunks2, -1)),
-        rinv.data.rechunk((*chunks2, -1)),
-        ycd,
-        xcd,
-        depth=[{**hs, 2: 0, 3: 0}, {**hs, 2: 0, 3: 0}, {**hs, 2: 0}, {**hs, 2: 0}, hs, hs],
-        boundary="none",
-        trim=True,
-        align_arrays=False,
+        "ijkl",
+        ov(E4),
+        "ijkl",
+        ov(H4),
+        "ijkm",
+        ov(d3),
+        "ijm",
+        ov(r3),
+        "ijm",
+        ov(ycd),
+        "ij",
+        ov(xcd),
+        "ij",
         dtype="f8",
+        concatenate=True,
         meta=np.empty((0, 0, 0, 0)),
     )
+    data = trim_internal(data, {0: halo, 1: halo, 2: 0, 3: 0}, boundary=none)
+    data = data.rechunk(E.data.chunks)
     return E.copy(data=data)
 
 
@@ -558,7 +583,7 @@ def assimilate(
             )
             ess.attrs = {"long_name": "effective sample size after reweighting", "units": "1"}
             diag["ess"] = ess
-            weights["weight"] = wa.transpose(*wp.dims)
+            weights["weight"] = wa.transpose("member", ...)
             w_prior, w_post = (wp, wp), (weights["weight"], weights["weight"])
             screen_kw = {}
         else:

@@ -542,6 +542,11 @@ class _SigmaPointFilter:
                 f"{type(self).__name__} needs 2n+1 = {2 * n + 1} sigma points for n={n}; got {X.shape[-2]}"
             )
         Q = self.Q if Q is None else Q
+        if isinstance(Q, dict):
+            raise FilterError(
+                "Q given per variable name applies to Datasets (xldas.filters.assimilate); "
+                "pass variances (n,) or an (n, n) matrix to the array-level filter"
+            )
         xm, S = K.sigma_predict(self.kind, X, wm, wc, Q, getattr(self, "h", math.sqrt(3.0)))
         return K.sigma_points_from_sqrt(xm, S, self.scale(n)), xm, S
 
