@@ -274,3 +274,21 @@ def test_product_reader_local_and_argument_errors(smap_file):
     assert "tb_h_err" in ds and ds.sizes["lat"] == 5
     with pytest.raises(TypeError, match="download_to"):
         rd.read(bbox=BBOX, temporal=("2017-01-01", "2017-01-02"))
+
+
+def test_catalog_entries_read_local_granules(smap_file):
+    import xldas
+
+    cat = xldas.open_catalog()
+    for name in (
+        "smap_l3_sm_p",
+        "smap_l3_sm_p_e",
+        "smap_l1c_tb",
+        "amsr2_l3_jaxa",
+        "smos_l3_sm",
+        "ascat_ssm_hsaf",
+        "grace_mascon_jpl",
+    ):
+        assert name in list(cat)
+    ds = cat["smap_l3_sm_p"].read(path=str(smap_file))
+    assert ds.attrs["product"] == "SPL3SMP"
