@@ -292,3 +292,73 @@ def test_catalog_entries_read_local_granules(smap_file):
         assert name in list(cat)
     ds = cat["smap_l3_sm_p"].read(path=str(smap_file))
     assert ds.attrs["product"] == "SPL3SMP"
+
+
+def test_identity_source_with_rescale(tmp_path):
+    """Retrieved soil moisture (ASCAT-like % saturation) as an Identity source with
+    ``rescale:`` onto a model climatology: rescaled values take the reference's mean/std."""
+    import pandas as pd
+    import xarray as xr
+
+    from xldas.cycle import Experiment
+    from xldas.cycle.engine import ObservationSource, Sources
+
+    g = grid((100.0, 38.0, 100.5, 38.5), 0.25)
+    lat, lon = g.lat.values, g.lon.values
+    t = pd.date_range("2021-01-02", periods=60, freq="D")
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((t.size, 2, 2))
+    xy = {"lat": lat, "lon": lon}
+    xr.Dataset({"sand": (("lat", "lon"), np.full((2, 2), 0.4))}, coords=xy).to_netcdf(
+        tmp_path / "params.nc"
+    )
+    forcing = {v: (("time", "lat", "lon"), np.ones((t.size, 2, 2))) for v in ("tair", "precip")}
+    xr.Dataset(forcing, coords={"time": t, **xy}).to_netcdf(tmp_path / "forcing.nc")
+    obs = xr.Dataset(
+        {
+            "sm": (("time", "lat", "lon"), 50 + 10 * base, {"units": "percent"}),
+            "sm_err": (("time", "lat", "lon"), np.full(base.shape, 5.0), {"units": "percent"}),
+        },
+        coords={"time": t, **xy},
+    )
+    obs.to_netcdf(tmp_path / "ascat.nc")
+    ref = xr.Dataset(
+        {
+            "sm": (
+                ("time", "layer", "lat", "lon"),
+                (0.25 + 0.02 * rng.standard_normal((t.size, 2, 2)))[:, None]
+                * np.ones((1, 4, 1, 1)),
+                {"units": "m3 m-3"},
+            )
+        },
+        coords={"time": t, **xy},
+    )
+    ref.to_netcdf(tmp_path / "openloop.nc")
+    exp = Experiment.from_dict(
+        {
+            "name": "rescale",
+            "period": {"start": "2021-01-01", "end": "2021-03-01"},
+            "model": {"params": {"kind": "netcdf", "path": str(tmp_path / "params.nc")}},
+            "forcing": {"kind": "netcdf", "path": str(tmp_path / "forcing.nc")},
+            "observations": [
+                {
+                    "name": "ascat",
+                    "source": {"kind": "netcdf", "path": str(tmp_path / "ascat.nc")},
+                    "operator": {"type": "identity", "variable": "sm", "layer": 0},
+                    "rescale": {
+                        "method": "mean_std",
+                        "reference": {"kind": "netcdf", "path": str(tmp_path / "openloop.nc")},
+                    },
+                }
+            ],
+            "output": {"store": str(tmp_path / "out")},
+        }
+    )
+    src = ObservationSource(exp.observations[0], Sources(exp), exp)
+    d = src.data
+    r = ref.sm.isel(layer=0)
+    np.testing.assert_allclose(d.sm.mean("time"), r.mean("time"), atol=1e-12)
+    np.testing.assert_allclose(d.sm.std("time"), r.std("time"), rtol=1e-10)
+    expected = (5.0 * r.std("time") / obs.sm.std("time")).broadcast_like(d.sm_err)
+    np.testing.assert_allclose(d.sm_err.transpose(*expected.dims), expected, rtol=1e-10)
+    assert d.sm_err.attrs["units"] == "m3 m-3"

@@ -229,6 +229,17 @@ class QCConfig(_Section):
     snow_threshold: float = Field(1.0, ge=0)
 
 
+class RescaleConfig(_Section):
+    """Rescale retrieved observations onto a reference climatology before assimilation
+    (:func:`xldas.validation.rescale`): ``reference`` is a source (e.g. an open-loop run)
+    holding ``variable`` (default: the observed variable; its top layer if layered) on the
+    model grid; errors are scaled by the ratio of the rescaled to the original spread."""
+
+    method: Literal["cdf_match", "mean_std"] = "cdf_match"
+    reference: SourceConfig
+    variable: str | None = None
+
+
 class ObservationConfig(_Section):
     """One observation source with its operator, error model, QC and thinning."""
 
@@ -241,6 +252,7 @@ class ObservationConfig(_Section):
     error: ErrorConfig = ErrorConfig()
     qc: QCConfig = QCConfig()
     thinning: int = Field(1, ge=1, description="keep every k-th pixel in lat and lon")
+    rescale: RescaleConfig | None = Field(None, description="rescale onto a reference climatology")
 
     @field_validator("operator")
     @classmethod
@@ -450,7 +462,12 @@ class Experiment(_Section):
             src = o.source.model_copy(
                 update={"path": fix(o.source.path), "pattern": fix(o.source.pattern)}
             )
-            obs.append(o.model_copy(update={"source": src}))
+            upd: dict[str, Any] = {"source": src}
+            if o.rescale is not None:
+                ref = o.rescale.reference
+                ref = ref.model_copy(update={"path": fix(ref.path)})
+                upd["rescale"] = o.rescale.model_copy(update={"reference": ref})
+            obs.append(o.model_copy(update=upd))
         forcing = out.forcing.model_copy(update={"path": fix(out.forcing.path)})
         return out.model_copy(update={"observations": obs, "forcing": forcing})
 

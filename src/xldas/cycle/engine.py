@@ -326,8 +326,30 @@ class ObservationSource:
     def data(self) -> xr.Dataset:
         if self._data is None:
             ds = self.sources._open(self.cfg.source, "obs")
-            self._data = self.sources._regrid(ds, self.cfg.source.regrid)
+            self._data = self._rescale(self.sources._regrid(ds, self.cfg.source.regrid))
         return self._data
+
+    def _rescale(self, ds: xr.Dataset) -> xr.Dataset:
+        """Rescale the observed variables onto the configured reference climatology."""
+        rs = self.cfg.rescale
+        if rs is None:
+            return ds
+        from xldas.validation import rescale
+
+        ref = self.sources._regrid(self.sources._open(rs.reference, "rescale"), "bilinear")
+        ds = ds.copy()
+        for v in [v for v in self.variables if v in ds]:
+            r = ref[rs.variable or v]
+            if "layer" in r.dims:
+                r = r.isel(layer=0, drop=True)
+            out = rescale(ds[v], r, method=rs.method)
+            if f"{v}_err" in ds:
+                ratio = out.std("time") / ds[v].std("time")
+                ds[f"{v}_err"] = (ds[f"{v}_err"] * ratio).assign_attrs(
+                    units=r.attrs.get("units", ""), long_name=f"1-sigma error of {v} (rescaled)"
+                )
+            ds[v] = out
+        return ds
 
     # -- window -------------------------------------------------------------
     def window(
