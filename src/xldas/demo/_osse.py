@@ -300,13 +300,17 @@ def heihe_osse(
 
     ``params``
         land-model parameters (:func:`xldas.models.parameters_from_texture`) plus
-        ``land_cover``, ``irrigated_fraction`` and ``annual_precip`` (climatology).
+        ``land_cover``, ``irrigated_fraction``, ``vwc`` (vegetation water content, used by
+        the microwave operators) and ``annual_precip`` (climatology of the generator).
     ``forcing``
         the degraded forcing the ensemble sees, ``(time, lat, lon)``, period-ending.
     ``truth``
-        the true states at ``start`` and after every step (``sm``, ``tsoil``, ``swe``,
-        ``canopy_water``), the fluxes of each step (NaN at ``start``), the true
-        ``precip`` and ``irrigation``.
+        the true states at ``start`` and every 6 h (every step when ``dt_hours`` does not
+        divide 6): ``sm``, ``tsoil``, ``swe``, ``canopy_water``; the fluxes ``et``,
+        ``runoff``, ``drainage``, ``snowmelt``, ``glacier_melt`` and the true ``precip``
+        and ``irrigation`` as means over the interval ending at each time (NaN at
+        ``start``), so that ``precip + irrigation + glacier_melt = et + runoff +
+        drainage + Δ(soil water + swe + canopy_water)``.
     ``initial``
         the deterministic state the ensemble starts from (valid at ``start``).
     ``obs/<sensor>``
@@ -340,7 +344,18 @@ def heihe_osse(
     key = _key(args)
     if not cache or _stored_key(path) != key:
         _write(generate(**args), path, key)
-    return xr.open_datatree(path, engine="zarr", chunks={}, consolidated=False)
+    return _open(path)
+
+
+def _open(path: Path) -> xr.DataTree:
+    """Open the store lazily (dask); small non-index coordinates (``dz``...) are loaded."""
+    tree = xr.open_datatree(path, engine="zarr", chunks={}, consolidated=False)
+    for node in tree.subtree:
+        ds = node.to_dataset(inherit=False)
+        small = {c: ds[c].load() for c in ds.coords if c not in ds.dims and ds[c].size <= 1024}
+        if small:
+            node.dataset = ds.assign_coords(small)
+    return tree
 
 
 def write_default(path) -> None:
@@ -423,7 +438,7 @@ _FORCING_ATTRS = {
 }
 
 
-def _forcing_dataset(fields, times, coords, steps_per_chunk):
+def _forcing_dataset(fields, times, coords):
     ds = xr.Dataset(
         {k: (("time", "lat", "lon"), v) for k, v in fields.items()},
         coords={"time": ("time", times.astype("datetime64[ns]")), **coords},
@@ -670,12 +685,12 @@ def generate(**args) -> xr.DataTree:
         geo, lat, lon, times, dt, rng_wx, args["precip_correlation"], args["tair_error_k"]
     )
     truth_forcing = _forcing_dataset(
-        {**truth_f, "precip": truth_f["precip"] + irrigation}, times, coords, 0
+        {**truth_f, "precip": truth_f["precip"] + irrigation}, times, coords
     )
     forcing_fields = dict(degraded_f)
     if args["irrigation_in_forcing"]:
         forcing_fields["precip"] = degraded_f["precip"] + irrigation
-    forcing = _forcing_dataset(forcing_fields, times, coords, 0)
+    forcing = _forcing_dataset(forcing_fields, times, coords)
     forcing.attrs.update(
         title="Heihe twin experiment: forcing seen by the ensemble (degraded truth forcing)",
         comment=(
