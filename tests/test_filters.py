@@ -211,12 +211,14 @@ def test_kernels_match_numpy_reference(relax):
     E, HE, d, rinv = _case(rng)
     eps = rng.normal(size=HE.shape)
     np.testing.assert_allclose(
-        K.enkf_general(E, HE, d, rinv, eps, *relax),
+        K.enkf_general(E, HE, d, rinv, eps, *relax, target="cpu"),
         K.enkf_reference(E, HE, d, rinv, eps, *relax),
         atol=1e-12,
     )
     np.testing.assert_allclose(
-        K.etkf_general(E, HE, d, rinv, *relax), K.etkf_reference(E, HE, d, rinv, *relax), atol=1e-12
+        K.etkf_general(E, HE, d, rinv, *relax, target="cpu"),
+        K.etkf_reference(E, HE, d, rinv, *relax),
+        atol=1e-12,
     )
     one = (E, HE[..., :1], d[..., :1], rinv[..., :1])
     np.testing.assert_allclose(
@@ -225,13 +227,13 @@ def test_kernels_match_numpy_reference(relax):
         atol=1e-12,
     )
     np.testing.assert_allclose(
-        K.etkf_1obs(E, HE[..., 0], d[..., 0], rinv[..., 0], *relax),
+        K.etkf_1obs(E, HE[..., 0], d[..., 0], rinv[..., 0], *relax, target="cpu"),
         K.etkf_reference(*one, *relax),
         atol=1e-12,
     )
     rho = K.gaspari_cohn(rng.uniform(0, 2.5, size=(E.shape[-1], HE.shape[-1])))
     np.testing.assert_allclose(
-        K.letkf_taper(E, HE, d, rinv, rho, *relax),
+        K.letkf_taper(E, HE, d, rinv, rho, *relax, target="cpu"),
         K.letkf_taper_reference(E, HE, d, rinv, rho, *relax),
         atol=1e-12,
     )
@@ -252,7 +254,7 @@ def test_letkf_grid_kernel_matches_reference(metric):
     else:
         yc, xc = np.meshgrid(np.arange(A) * 1.0, np.arange(B) * 1.0, indexing="ij")
         c = 1.2
-    got = K.letkf_grid(E, HE, d, rinv, yc, xc, c, 10, metric, 1.05, 0.0, 0.5)
+    got = K.letkf_grid(E, HE, d, rinv, yc, xc, c, 10, metric, 1.05, 0.0, 0.5, target="cpu")
     ref = K.letkf_grid_reference(E, HE, d, rinv, yc, xc, c, metric, 1.05, 0.0, 0.5)
     np.testing.assert_allclose(got, ref, atol=1e-12)
 
@@ -274,7 +276,7 @@ def test_one_obs_kernels_do_not_change_pixels_without_obs():
     rinv = np.array([1.0, 0.0, 2.0])
     for out in (
         K.enkf_1obs(E, HE, d, rinv, rng.normal(size=(3, 10)), 1.0, 0.0, 0.0),
-        K.etkf_1obs(E, HE, d, rinv, 1.0, 0.0, 0.0),
+        K.etkf_1obs(E, HE, d, rinv, 1.0, 0.0, 0.0, target="cpu"),
     ):
         np.testing.assert_allclose(out[1], E[1], atol=1e-14)
 

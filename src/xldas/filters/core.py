@@ -366,7 +366,8 @@ def _letkf(E, HE, d, rinv, ens, filt: LETKF):
 def _letkf_kernel(E, HE, d, rinv, yc, xc, *, c, halo, metric, args, engine):
     if engine == "numpy":
         return K.letkf_grid_reference(E, HE, d, rinv, yc, xc, c, metric, *args)
-    return K.letkf_grid(E, HE, d, rinv, yc, xc, c, halo, metric, *args)
+    # all dims are core dims (one block): the serial target avoids thread start-up costs
+    return K.letkf_grid(E, HE, d, rinv, yc, xc, c, halo, metric, *args, target="cpu")
 
 
 # ----------------------------------------------------------------- bounds

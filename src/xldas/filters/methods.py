@@ -267,8 +267,10 @@ class EnKF:
         if self.engine == "numpy":
             return K.enkf_reference(E, HE, d, rinv, eps, *a)
         if m == 1:
-            return K.enkf_1obs(E, HE[..., 0], d[..., 0], rinv[..., 0], eps[..., 0], *a)
-        return K.enkf_general(E, HE, d, rinv, eps, *a)
+            return K.enkf_1obs(
+                E, HE[..., 0], d[..., 0], rinv[..., 0], eps[..., 0], *a, target=_target(E)
+            )
+        return K.enkf_general(E, HE, d, rinv, eps, *a, target=_target(E))
 
 
 @dataclass(frozen=True)
@@ -315,8 +317,8 @@ class ETKF:
         if self.engine == "numpy":
             return K.etkf_reference(E, HE, d, rinv, *a)
         if HE.shape[-1] == 1:
-            return K.etkf_1obs(E, HE[..., 0], d[..., 0], rinv[..., 0], *a)
-        return K.etkf_general(E, HE, d, rinv, *a)
+            return K.etkf_1obs(E, HE[..., 0], d[..., 0], rinv[..., 0], *a, target=_target(E))
+        return K.etkf_general(E, HE, d, rinv, *a, target=_target(E))
 
 
 @dataclass(frozen=True)
@@ -378,7 +380,7 @@ class LETKF:
         a = (self.inflation, self.rtpp, self.rtps)
         if self.engine == "numpy":
             return K.letkf_taper_reference(E, HE, d, rinv, rho, *a)
-        return K.letkf_taper(E, HE, d, rinv, rho, *a)
+        return K.letkf_taper(E, HE, d, rinv, rho, *a, target=_target(E))
 
 
 @dataclass(frozen=True)
@@ -461,7 +463,7 @@ class PF:
         if self.engine == "numpy":
             idx = K.systematic_resample_reference(w, u)
         else:
-            idx = K.systematic_resample(w, u)
+            idx = K.systematic_resample(w, u, target=_target(E))
         Er = np.take_along_axis(E, idx[..., None], axis=-2)
         if self.reg > 0:
             Er = Er + self._jitter(E, w, idx, noise[..., 1:].reshape(*noise.shape[:-1], N, n))
@@ -484,6 +486,11 @@ class PF:
         S = K.sqrt_psd(C)
         dup = (idx == np.roll(idx, 1, axis=-1)) | (idx == np.roll(idx, -1, axis=-1))
         return self.reg * bw * dup[..., None] * np.einsum("...ij,...pj->...pi", S, z)
+
+
+def _target(E) -> str:
+    """numba target: threads only pay off with many pixels (a single Lorenz state is serial)."""
+    return "parallel" if int(np.prod(E.shape[:-2])) >= 256 else "cpu"
 
 
 def _draw(rng, batch, k):
