@@ -178,9 +178,15 @@ def test_smos_l3_and_grace(tmp_path):
     v = g.tws.sel(lat=19.75, lon=-155.25, method="nearest").isel(time=0)
     assert float(v) == pytest.approx(10 * (5.0 + 0.1 * 19.75))
     out = to_model_grid(g, grid((-156.0, 19.0, -155.0, 20.0), 0.25), ["tws"]).isel(time=0)
-    # 16 cells of one 3-degree mascon block: error grows so the block counts once
-    n = int(out.tws.notnull().sum())
-    assert float(out.tws_err.max()) == pytest.approx(20.0 * np.sqrt(n) / 4, rel=0.01) or n
+    # 16 cells (copies of 0.5 deg cells) all from one 3-degree mascon block: together they
+    # carry the information of one 20 kg m-2 observation
+    err = out.tws_err.values
+    assert np.isfinite(err).all() and err.size == 16
+    np.testing.assert_allclose(err, 20.0 * 4.0)
+    assert float((1 / err**2).sum()) == pytest.approx(1 / 20.0**2)
+    # a 1-degree cell holding four 0.5 deg cells of one mascon: fully correlated, error 20
+    one = to_model_grid(g, grid((-156.0, 19.0, -155.0, 20.0), 1.0), ["tws"]).isel(time=0)
+    np.testing.assert_allclose(one.tws_err.values, 20.0)
 
 
 def test_earthdata_query_construction():

@@ -774,28 +774,45 @@ def open_timeseries(
 
 
 # ============================================================================ aggregation
-def _agg_kernel(v, e, M=None, u=None, n_src=None, out_shape=None, what="value"):
+def _agg_kernel(v, e, M=None, P=None, u=None, n_src=None, out_shape=None, what="value"):
+    """Kernel of :func:`to_model_grid` on plain arrays (..., *source dims).
+
+    ``M`` (target x source) membership, ``P`` (source x footprint) grouping, ``u`` (source)
+    number of target cells fed by the source's footprint (0: unused).
+    """
+    import scipy.sparse as sp
+
     lead = v.shape[: v.ndim - len(n_src)]
     vv = v.reshape(-1, int(np.prod(n_src))).T.astype(np.float64)
     ee = np.broadcast_to(e, v.shape).reshape(-1, int(np.prod(n_src))).T.astype(np.float64)
     ok = np.isfinite(vv) & np.isfinite(ee)
+    if what == "count":  # per time: valid observations used / outside the domain
+        used = (u > 0).astype(np.float64) @ ok
+        outside = (u == 0).astype(np.float64) @ ok
+        return np.stack([used, outside], -1).reshape(*lead, 2)
     cnt = M @ ok.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         if what == "value":
             res = (M @ np.where(ok, vv, 0.0)) / cnt
-        elif what == "err":
-            res = np.sqrt(M @ np.where(ok, u[:, None] * ee**2, 0.0)) / cnt
-        else:  # counters per time: used / outside
-            used = (u > 0).astype(np.float64) @ ok
-            outside = (u == 0).astype(np.float64) @ ok
-            out = np.stack([used, outside], -1)
-            return out.reshape(*lead, 2)
+        else:
+            # footprint fp contributes n_{j,fp}/n_j of the mean of cell j; errors of one
+            # footprint are fully correlated, different footprints independent, and each
+            # footprint's variance is inflated by the number u of cells it feeds
+            res = np.empty_like(cnt)
+            su = np.sqrt(u)
+            for k in range(vv.shape[1]):
+                w = np.where(ok[:, k], ee[:, k] * su, 0.0)
+                Q = (M @ sp.diags(w) @ P).tocsr()
+                res[:, k] = np.sqrt(np.asarray(Q.multiply(Q).sum(axis=1)).ravel()) / cnt[:, k]
     res = np.where(cnt > 0, res, np.nan)
     return res.T.reshape(*lead, *out_shape)
 
 
-def _membership(lon, lat, fid, src_grid: str | None, rowcol, tgt):
-    """Binary (target × source) membership and per-source usage counts (see to_model_grid)."""
+def _membership(lon, lat, fid, t2s, tgt):
+    """Membership (target x source), grouping (source x footprint) and usage per source.
+
+    ``t2s`` (target cells) is the source cell holding each target centre, or -1.
+    """
     import scipy.sparse as sp
 
     from xldas.io.regrid_curvilinear import _edges, _transform
@@ -803,47 +820,62 @@ def _membership(lon, lat, fid, src_grid: str | None, rowcol, tgt):
     n_src = lon.size
     ny, nx = tgt.row.size, tgt.col.size
     x, y = _transform("EPSG:4326", tgt.crs, lon, lat)
-    er, ec = _edges(tgt.row), _edges(tgt.col)
-
-    def locate(edges, v):
-        asc = edges[-1] > edges[0]
-        e = edges if asc else edges[::-1]
-        i = np.searchsorted(e, v, side="right") - 1
-        ok = (i >= 0) & (i < e.size - 1) & np.isfinite(v)
-        return (i if asc else e.size - 2 - i), ok
-
-    iy, oky = locate(er, y)
-    ix, okx = locate(ec, x)
+    iy, oky = _locate(_edges(tgt.row), y)
+    ix, okx = _locate(_edges(tgt.col), x)
     inside = oky & okx
     t_of_s = np.where(inside, iy * nx + ix, -1)
     rows = [t_of_s[inside]]
     cols = [np.flatnonzero(inside)]
     has = np.zeros(ny * nx, bool)
     has[t_of_s[inside]] = True
-    # target cells with no source centre: copy the footprint holding their centre
-    if src_grid is not None:
-        from xldas.io.grids import ease2_rowcol
-
-        TC, TR = np.meshgrid(tgt.col, tgt.row)
-        tlon, tlat = _transform(tgt.crs, "EPSG:4326", TC.ravel(), TR.ravel())
-        r, c = ease2_rowcol(tlon, tlat, src_grid)
-        key_src = rowcol[0] * 100000 + rowcol[1]
-        order = np.argsort(key_src)
-        key_t = r * 100000 + c
-        pos = np.clip(np.searchsorted(key_src[order], key_t), 0, n_src - 1)
-        found = (key_src[order][pos] == key_t) & (r >= 0) & ~has
-        rows.append(np.flatnonzero(found))
-        cols.append(order[pos[found]])
+    # target cells with no source centre copy the footprint holding their centre
+    found = (t2s >= 0) & ~has
+    rows.append(np.flatnonzero(found))
+    cols.append(t2s[found])
     rows, cols = np.concatenate(rows), np.concatenate(cols)
     M = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(ny * nx, n_src))
-    # usage per footprint: number of target cells fed by any source cell of that footprint
     uniq, inv = np.unique(fid, return_inverse=True)
-    feeds = np.zeros(uniq.size)
+    P = sp.csr_matrix((np.ones(n_src), (np.arange(n_src), inv)), shape=(n_src, uniq.size))
+    # usage per footprint: number of target cells fed by any source cell of that footprint
     tgt_per_fp = sp.csr_matrix((np.ones(rows.size), (inv[cols], rows)), shape=(uniq.size, ny * nx))
     feeds = np.asarray((tgt_per_fp > 0).sum(axis=1)).ravel()
     u = feeds[inv].astype(np.float64)
     u[np.asarray(M.sum(axis=0)).ravel() == 0] = 0.0
-    return M, u
+    return M, P, u
+
+
+def _locate(edges, v):
+    """Index of the interval of monotonic ``edges`` holding each ``v`` and a validity mask."""
+    asc = edges[-1] > edges[0]
+    e = edges if asc else edges[::-1]
+    i = np.searchsorted(e, v, side="right") - 1
+    ok = (i >= 0) & (i < e.size - 1) & np.isfinite(v)
+    return (i if asc else e.size - 2 - i), ok
+
+
+def _target_to_source(obs, sdims, tgt, rowcol, grid_name) -> np.ndarray:
+    """Source cell (flat index) whose footprint holds each target cell centre, or -1."""
+    from xldas.io.regrid_curvilinear import _edges, _transform
+
+    TC, TR = np.meshgrid(tgt.col, tgt.row)
+    tlon, tlat = _transform(tgt.crs, "EPSG:4326", TC.ravel(), TR.ravel())
+    if grid_name is not None:  # EASE-Grid 2.0 cells, located by global row/column
+        from xldas.io.grids import ease2_rowcol
+
+        r, c = ease2_rowcol(tlon, tlat, grid_name)
+        key_src = rowcol[0] * 100000 + rowcol[1]
+        order = np.argsort(key_src)
+        key_t = r * 100000 + c
+        pos = np.clip(np.searchsorted(key_src[order], key_t), 0, key_src.size - 1)
+        hit = (key_src[order][pos] == key_t) & (r >= 0)
+        return np.where(hit, order[pos], -1)
+    if sdims == ("lat", "lon") and obs["lat"].ndim == 1:  # regular cells
+        lat = np.asarray(obs["lat"].values, float)
+        lon = np.asarray(obs["lon"].values, float)
+        i, oki = _locate(_edges(lat), tlat)
+        j, okj = _locate(_edges(lon), tlon)
+        return np.where(oki & okj, i * lon.size + j, -1)
+    return np.full(tlon.size, -1)  # swath points: bucket only
 
 
 def to_model_grid(
@@ -855,13 +887,19 @@ def to_model_grid(
 
     For each target cell *j*: if source centres fall inside it, the value is the mean of the
     valid ones (bucket mean); otherwise, if its centre lies inside a source footprint (EASE
-    cell, found by EASE row/column), that value is copied. A footprint *i* (an EASE cell, or
-    a ``footprint_id`` group such as a GRACE mascon) that feeds *u_i* target cells has its
-    error variance multiplied by *u_i*, and the error of cell *j* is
-    ``sqrt(sum_i u_i sigma_i**2) / n_j`` over its *n_j* valid sources: the *u_i* copies then
-    carry together the information 1/σ² of one observation, and a bucket mean of
-    independent footprints has σ/√n. Source cells that feed no target cell (outside the
-    domain) are ignored and counted.
+    cell found by EASE row/column, or a regular source cell), that value is copied.
+
+    Error model: a footprint *f* (an EASE cell, or a ``footprint_id`` group such as a GRACE
+    mascon whose value the 0.5° cells repeat) that feeds *u_f* target cells has its variance
+    multiplied by *u_f*; within a cell *j* with *n_j* valid sources, of which *n_jf* come
+    from footprint *f*, errors of one footprint are fully correlated and different
+    footprints independent::
+
+        err_j = sqrt( sum_f (n_jf / n_j)**2 * u_f * sigma_f**2 )
+
+    So the *u_f* copies of one footprint carry together the information 1/σ² of one
+    observation, and a bucket mean of *n* independent footprints has σ/√n. Source cells
+    that feed no target cell (outside the domain) are ignored and counted.
 
     Parameters
     ----------
@@ -914,7 +952,8 @@ def to_model_grid(
         if "footprint_id" in obs.coords
         else np.arange(lat.size)
     )
-    M, u = _membership(lon, lat, fid, grid_name, rowcol, tgt)
+    t2s = _target_to_source(obs, sdims, tgt, rowcol, grid_name)
+    M, P, u = _membership(lon, lat, fid, t2s, tgt)
     ty, tx = tgt.dims
     out_shape = (tgt.row.size, tgt.col.size)
     if variables is None:
@@ -941,7 +980,7 @@ def to_model_grid(
             output_dtypes=[np.float64],
             output_sizes={ty: out_shape[0], tx: out_shape[1]},
         )
-        kw = dict(M=M, u=u, n_src=n_src, out_shape=out_shape)
+        kw = dict(M=M, P=P, u=u, n_src=n_src, out_shape=out_shape)
         out[v] = apply_kernel(
             _agg_kernel,
             val,
