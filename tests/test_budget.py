@@ -234,3 +234,35 @@ def test_camels_basin_budget_and_streamflow():
         assert int(sk.n) > 300 and np.isfinite(float(sk.kge)) and float(sk.nse) > -1.0
     np.testing.assert_allclose(r["closed"].residual, 0.0, atol=1e-9)
     assert (abs(r["closed"].residual_prior) > 1.0).any()
+
+
+def test_budget_trends_per_component():
+    from xldas.budget import budget_trends
+
+    t = pd.date_range("2000-01-01", periods=20, freq="YS")
+    rng = np.random.default_rng(5)
+    yr = np.arange(20.0)
+    b = water_budget(
+        P=xr.DataArray(
+            500 + 5 * yr + rng.normal(0, 1, 20),
+            dims="time",
+            coords={"time": t},
+            attrs={"units": "mm"},
+        ),
+        ET=xr.DataArray(
+            300 + rng.normal(0, 1, 20), dims="time", coords={"time": t}, attrs={"units": "mm"}
+        ),
+        Q=xr.DataArray(
+            150 - 2 * yr + rng.normal(0, 1, 20),
+            dims="time",
+            coords={"time": t},
+            attrs={"units": "mm"},
+        ),
+        dS=xr.DataArray(
+            rng.normal(0, 1, 20), dims="time", coords={"time": t}, attrs={"units": "mm"}
+        ),
+    )
+    tr = budget_trends(b, engine="numpy")
+    assert float(tr.P_slope) == pytest.approx(5.0, rel=0.05)  # mm per year
+    assert float(tr.Q_slope) == pytest.approx(-2.0, rel=0.1)
+    assert bool(tr.P_significant) and not bool(tr.dS_significant)

@@ -10,14 +10,17 @@ from xldas.budget.closure import COMPONENTS, close_budget, water_budget
 __all__ = ["budget_trends", "heihe_budget", "plot_budget"]
 
 
-def budget_trends(budget: xr.Dataset, dim: str = "time", alpha: float = 0.05) -> xr.Dataset:
+def budget_trends(
+    budget: xr.Dataset, dim: str = "time", alpha: float = 0.05, **kwargs
+) -> xr.Dataset:
     """Mann–Kendall / Theil–Sen trend of each component (and residual) per region.
 
     Delegates to ``ds.ldas.trend`` (:func:`xldas.retrieval.trend`); slopes are per year
-    with a datetime ``dim``. Output variables are prefixed ``<component>_``.
+    with a datetime ``dim``. Output variables are prefixed ``<component>_``; ``kwargs``
+    (e.g. ``engine="numpy"``) go to the trend function.
     """
     names = [v for v in (*COMPONENTS, "residual") if v in budget]
-    return budget[names].ldas.trend(dim=dim, alpha=alpha)
+    return budget[names].ldas.trend(dim=dim, alpha=alpha, **kwargs)
 
 
 def heihe_budget(
