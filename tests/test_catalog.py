@@ -206,11 +206,12 @@ def test_missing_entry_and_bad_files_raise_typed_errors(tmp_path):
 def test_default_catalog_found_after_non_editable_install(tmp_path):
     """Build the wheel, install it (not editable) into a folder, import it from elsewhere."""
     target = tmp_path / "site"
-    subprocess.run(
+    pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
          "--target", str(target), str(REPO)],
-        check=True, capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+    assert pip.returncode == 0, f"pip install failed:\n{pip.stdout}\n{pip.stderr}"
     assert (target / "xldas" / "catalogs" / "xldas.yaml").exists()
     assert (target / "xldas" / "xldas.yaml").exists()
     code = (
