@@ -48,8 +48,8 @@ def test_groups_and_contracts(tree):
     units = {"precip": "kg m-2 s-1", "tair": "K", "qair": "kg kg-1", "psurf": "Pa", "wind": "m s-1"}
     for v, u in units.items():
         assert forcing[v].attrs["units"] == u
-    assert forcing.sizes["time"] == 15 * 4  # 6-hourly, period-ending
-    assert pd.Timestamp(forcing.time.values[0]) == pd.Timestamp("2019-06-01T06")
+    assert forcing.sizes["time"] == 15 * 8  # 3-hourly, period-ending
+    assert pd.Timestamp(forcing.time.values[0]) == pd.Timestamp("2019-06-01T03")
     truth = tree["truth"].to_dataset()
     assert truth["sm"].dims == ("time", "layer", "lat", "lon")
     assert pd.Timestamp(truth.time.values[0]) == pd.Timestamp("2019-06-01")

@@ -61,8 +61,8 @@ SENSORS = ("smap", "amsr2", "sentinel1", "crns")
 DEFAULT_ARGS: dict[str, Any] = {
     "resolution": 0.05,
     "start": "2019-06-01",
-    "days": 61,
-    "dt_hours": 6,
+    "days": 31,
+    "dt_hours": 3,
     "seed": 0,
     "sensors": list(SENSORS),
     "spinup_passes": 3,
@@ -81,11 +81,11 @@ DEFAULT_ARGS: dict[str, Any] = {
 #: ``forcing_perturbation``
 #:     multiplicative log-normal precipitation (std of the log 0.5) and shortwave (0.3)
 #:     errors, additive air-temperature errors (1 K), AR(1) with a 24 h time scale, spatial
-#:     correlation 50 km, cross-correlations P–SW −0.8, P–T −0.1, SW–T +0.4: the arguments
+#:     correlation 50 km, cross-correlations P–SW −0.8, P–T −0.3, SW–T +0.3: the arguments
 #:     of :class:`xldas.models.ForcingPerturbation` (see :func:`osse_forcing_perturbation`).
 #: ``initial_perturbation``
-#:     additive soil-moisture spread of the initial ensemble (m3 m-3, per layer, relative
-#:     to the bounds), the ensemble being drawn around the ``initial`` group.
+#:     additive soil-moisture spread (m3 m-3) of the initial ensemble drawn around the
+#:     ``initial`` group (``state_perturbation`` of :func:`xldas.models.perturb`).
 #: ``assimilate`` / ``cycle_hours``
 #:     the sensor assimilated in the reference experiment and the analysis interval.
 #: ``observations``
@@ -96,11 +96,11 @@ OSSE_DEFAULTS: dict[str, Any] = {
     "n_members": 24,
     "forcing_perturbation": {
         "std": {"precip": 0.5, "swdown": 0.3, "tair": 1.0},
-        "correlation": [[1.0, -0.8, -0.1], [-0.8, 1.0, 0.4], [-0.1, 0.4, 1.0]],
+        "correlation": [[1.0, -0.8, -0.3], [-0.8, 1.0, 0.3], [-0.3, 0.3, 1.0]],
         "time_scale_h": 24.0,
         "length_scale_km": 50.0,
     },
-    "initial_perturbation": {"sm_std": 0.02},
+    "initial_perturbation": {"sm": 0.02},
     "assimilate": "smap",
     "cycle_hours": 24,
     "observations": {
@@ -251,8 +251,8 @@ def _stored_key(path: Path) -> str | None:
 def heihe_osse(
     resolution: float = 0.05,
     start: str = "2019-06-01",
-    days: int = 61,
-    dt_hours: int = 6,
+    days: int = 31,
+    dt_hours: int = 3,
     seed: int = 0,
     sensors=SENSORS,
     *,
@@ -274,13 +274,13 @@ def heihe_osse(
     resolution : grid spacing (degrees) of the model grid over 97–102°E, 37.5–42.7°N
         (0.05° → 104 × 100 cells).
     start, days : first valid time (UTC; the initial state is valid then) and length of the
-        period. The default (June–July 2019) covers the summer monsoon, snow and glacier
-        melt in the Qilian and the irrigation season of the oases.
-    dt_hours : forcing and model time step (h). The default, 6-hourly, resolves the diurnal
-        cycle coarsely (radiation is an exact interval mean, the overpasses at 00, 06 and 12
-        UTC fall on steps) and keeps ``xldas demo`` (open loop + two filters, 24 members,
-        10⁴ cells, two months) within its budget of 3 minutes on 2 cores: each ensemble
-        run costs members × cells × steps column-steps, and 3-hourly steps doubled it.
+        period. The default (June 2019) covers the onset of the summer monsoon, snow and
+        glacier melt in the Qilian and the irrigation season of the oases.
+    dt_hours : forcing and model time step (h); 3-hourly resolves the diurnal cycle
+        (radiation is an exact interval mean; the overpasses at 00, 06 and 12 UTC fall on
+        steps). Period and step are chosen for the budget of ``xldas demo`` (open loop + two
+        filters with 24 members on 10⁴ cells in under 3 minutes on 2 cores): an ensemble
+        run costs members × cells × steps column-steps, 6·10⁷ for the default 248 steps.
     seed : seed of every random draw (geography details, weather, noise).
     sensors : any of ``"smap"``, ``"amsr2"``, ``"sentinel1"``, ``"crns"``.
     spinup_passes : repetitions of the period used to spin up the initial states.
