@@ -368,3 +368,24 @@ def test_identity_source_with_rescale(tmp_path):
     expected = (5.0 * r.std("time") / obs.sm.std("time")).broadcast_like(d.sm_err)
     np.testing.assert_allclose(d.sm_err.transpose(*expected.dims), expected, rtol=1e-10)
     assert d.sm_err.attrs["units"] == "m3 m-3"
+
+
+def test_smap_l3_enhanced_9km(tmp_path):
+    r, c = (int(v) for v in ease2_rowcol(-155.5, 19.7, "M09"))
+    cell = dict(
+        soil_moisture=0.21,
+        soil_moisture_error=0.035,
+        retrieval_qual_flag=0,
+        tb_h_corrected=240.0,
+        tb_v_corrected=262.0,
+    )
+    p = _samples.write_smap_l3(tmp_path, cells={("PM", r, c): cell}, product="SPL3SMP_E")
+    ds = open_smap(p, product="SPL3SMP_E", bbox=BBOX, passes=("PM",))
+    assert ds.attrs["ease_grid"] == "M09" and ds.attrs["cell_size_m"] == pytest.approx(9008.055)
+    sm = ds.sm.isel(time=0).load()
+    hit = sm.where(sm.notnull(), drop=True)
+    assert float(hit.values.squeeze()) == pytest.approx(0.21)
+    assert float(hit.lat.values.squeeze()) == pytest.approx(19.7, abs=0.05)
+    assert float(hit.lon.values.squeeze()) == pytest.approx(-155.5, abs=0.05)
+    with pytest.raises(ObservationError, match="SPL3SMP"):
+        open_smap(p, product="SPL3SMP")
