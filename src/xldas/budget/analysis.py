@@ -38,8 +38,8 @@ def heihe_budget(
     The "observed" budget takes P from the forcing the ensemble sees (degraded; plus the
     glacier melt and the irrigation schedule, which an LDAS of the basin knows) and adds
     random errors to the model ET, Q and ΔS with the 1-sigma ``errors`` (mm over the
-    whole period; default P 30 % — the forcing's storms are correlated only 0.6 with the
-    truth's —, ET 15 %, Q 20 %, ΔS 10 mm) — the closure spreads the
+    whole period; default P 30 % ⊕ 1 mm — the forcing's storms are correlated only 0.6
+    with the truth's —, ET 15 %, Q 20 %, ΔS 10 mm) — the closure spreads the
     residual back in proportion to those variances.
 
     ``components`` reuses the ``(truth, forcing_budget)`` pair returned as
@@ -53,7 +53,10 @@ def heihe_budget(
     if components is None:
         components = _heihe_components(tree, period)
     tb, pf = components
-    errors = errors or {"P": "30%", "ET": "15%", "Q": "20%", "dS": 10.0}
+    if errors is None:
+        # P: 30 % relative plus a 1 mm floor (light-rain regions), in quadrature
+        p_err = np.sqrt((0.3 * abs(pf["P"])) ** 2 + 1.0).assign_attrs(units="mm")
+        errors = {"P": p_err, "ET": "15%", "Q": "20%", "dS": 10.0}
     rng = np.random.default_rng(seed)
     obs = pf.copy()
     for k in ("ET", "Q", "dS"):
