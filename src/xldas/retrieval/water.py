@@ -4,7 +4,9 @@
 into tiles of ``tile_size`` pixels; one ``map_blocks`` pass gives a histogram per tile
 (fixed bins over ``value_range``); from these small arrays each tile's own Otsu split, water
 fraction and Ashman's D are computed, the tiles that are bimodal (water fraction within
-[``min_water_fraction``, ``max_water_fraction``] and D > ``min_ashman_d``) are kept, and the
+[``min_water_fraction``, ``max_water_fraction``], Ashman's D > ``min_ashman_d`` and Otsu's
+separability σ²_B/σ²_T ≥ 0.75 — Ashman's D alone passes a unimodal tile, whose two
+halves give D ≈ 2.65 but σ²_B/σ²_T = 2/π ≈ 0.64) are kept, and the
 threshold is the Otsu threshold of the sum of their histograms (a dask reduction to a 0-d
 array per scene). With no bimodal tile the fixed fallback threshold applies (MNDWI/AWEI: 0).
 The threshold travels with the mask as the coordinate ``threshold``.
@@ -63,7 +65,7 @@ def tile_histograms(block: np.ndarray, tile: int, bins: int, lo: float, hi: floa
 
 
 def otsu_from_histogram(h: np.ndarray, edges: np.ndarray):
-    """Otsu split of histograms (..., bins): (threshold, high-class fraction, Ashman's D).
+    """Otsu split of histograms (..., bins): (threshold, high-class fraction, Ashman's D, η).
 
     The threshold is the upper edge of the last bin of the low class, so ``x > threshold``
     reproduces the split.
@@ -88,29 +90,34 @@ def otsu_from_histogram(h: np.ndarray, edges: np.ndarray):
         v1 = np.where(low, 0, h * (centers - mu1[..., None]) ** 2).sum(-1) / n1
         d = np.sqrt(2.0) * np.abs(mu0 - mu1) / np.sqrt(v0 + v1)
         frac_high = n1 / n[..., 0]
+        vt = (p * (centers - mt) ** 2).sum(-1)
+        eta = sb.max(axis=-1) / vt  # Otsu's separability σ²_B/σ²_T (0.64 for a split Gaussian)
     empty = (n[..., 0] == 0) | (sb.max(axis=-1) < 0)
+    nan = np.nan
     return (
-        np.where(empty, np.nan, thr),
-        np.where(empty, np.nan, frac_high),
-        np.where(empty, np.nan, d),
+        np.where(empty, nan, thr),
+        np.where(empty, nan, frac_high),
+        np.where(empty, nan, d),
+        np.where(empty, nan, eta),
     )
 
 
-def merged_threshold(h, edges, water_high, fmin, fmax, dmin, fallback, min_valid):
+def merged_threshold(h, edges, water_high, fmin, fmax, dmin, fallback, min_valid, eta_min=0.75):
     """Threshold of a scene from its tile histograms h (..., nty, ntx, bins): (thr, n_tiles)."""
     *lead, nty, ntx, bins = h.shape
     h = h.reshape(*lead, nty * ntx, bins)
-    thr, frac_high, d = otsu_from_histogram(h, edges)
+    thr, frac_high, d, eta = otsu_from_histogram(h, edges)
     frac_water = frac_high if water_high else 1.0 - frac_high
     keep = (
         (h.sum(-1) >= min_valid)
         & (frac_water >= fmin)
         & (frac_water <= fmax)
         & (d > dmin)
+        & (eta >= eta_min)
         & np.isfinite(thr)
     )
     merged = np.where(keep[..., None], h, 0.0).sum(axis=-2)
-    t, _, _ = otsu_from_histogram(merged, edges)
+    t = otsu_from_histogram(merged, edges)[0]
     n_keep = keep.sum(-1)
     t = np.where(n_keep > 0, t, fallback)
     return np.stack([np.asarray(t, dtype=float), np.asarray(n_keep, dtype=float)], axis=-1)
@@ -306,10 +313,10 @@ def water_composite(
 
 
 # ------------------------------------------------------------------------ bodies
-def cell_area_km2(obj) -> xr.DataArray:
-    """Area (km²) of each grid cell: geodesic (WGS84) on lat/lon, |dx·dy| on projected y/x (m)."""
+def _row_area_km2(obj) -> np.ndarray:
+    """Cell area (km²) of each grid row (it depends on the row only): 1-D, in memory."""
     ydim, xdim = spatial_dims(obj)
-    y, x = obj[ydim].values, obj[xdim].values  # 1-D coordinates (always in memory)
+    y, x = np.asarray(obj[ydim]), np.asarray(obj[xdim])  # 1-D coordinates (in memory)
     if len(y) < 2 or len(x) < 2:
         raise DimensionError("cell areas need at least 2 coordinates along each spatial dim")
     dy, dx = abs(float(np.diff(y).mean())), abs(float(np.diff(x).mean()))
@@ -319,22 +326,26 @@ def cell_area_km2(obj) -> xr.DataArray:
         geographic = geographic or (crs is not None and crs.is_geographic)
     except Exception:
         pass
-    if geographic:
-        from pyproj import Geod
+    if not geographic:
+        return np.full(len(y), dx * dy / 1e6)
+    from pyproj import Geod
 
-        geod = Geod(ellps="WGS84")
-        areas = np.array(
-            [
-                abs(geod.polygon_area_perimeter(
-                    [0.0, dx, dx, 0.0], [lat - dy / 2, lat - dy / 2, lat + dy / 2, lat + dy / 2]
-                )[0])
-                for lat in y
-            ]
-        ) / 1e6  # fmt: skip
-        row = xr.DataArray(areas, dims=ydim, coords={ydim: obj[ydim]})
-        out = row * xr.ones_like(obj[xdim], dtype=float)
-    else:
-        out = xr.full_like(obj[ydim] * obj[xdim], dx * dy / 1e6, dtype=float)
+    geod = Geod(ellps="WGS84")
+    return np.array(
+        [
+            abs(geod.polygon_area_perimeter(
+                [0.0, dx, dx, 0.0], [lat - dy / 2, lat - dy / 2, lat + dy / 2, lat + dy / 2]
+            )[0])
+            for lat in y
+        ]
+    ) / 1e6  # fmt: skip
+
+
+def cell_area_km2(obj) -> xr.DataArray:
+    """Area (km²) of each grid cell: geodesic (WGS84) on lat/lon, |dx·dy| on projected y/x (m)."""
+    ydim, xdim = spatial_dims(obj)
+    row = xr.DataArray(_row_area_km2(obj), dims=ydim, coords={ydim: obj[ydim]})
+    out = row * xr.ones_like(obj[xdim], dtype=float)
     return out.rename("cell_area").assign_attrs(units="km2", long_name="grid cell area")
 
 
@@ -347,6 +358,9 @@ def _labels(water: xr.DataArray, connectivity: int):
     if isinstance(wet, dsa.Array):
         from dask_image import ndmeasure
 
+        # the boolean mask (1 byte per pixel, chunked) is materialised first: labelling needs
+        # two passes over it, and recomputing the index/threshold graph in each is slow
+        wet = wet.astype(bool).persist()
         lab, n = ndmeasure.label(wet, structure=structure)
     else:
         from scipy import ndimage
@@ -355,11 +369,54 @@ def _labels(water: xr.DataArray, connectivity: int):
     return lab, n
 
 
-def _body_sums(lab, weights_list):
-    """Per-label sums (bincount) of each weights array: lazy on dask."""
-    b = dsa if isinstance(lab, dsa.Array) else np
-    flat = lab.ravel()
-    return [b.bincount(flat, weights=w.ravel()) for w in weights_list]
+def _block_stats(lab, row_area, ycoord, xcoord):
+    """Per-label (ids, n_pixels, area, Σy, Σx) of one label block (label 0 = background)."""
+    lab = np.asarray(lab)
+    fg = lab > 0
+    if not fg.any():
+        e = np.zeros(0)
+        return np.zeros(0, dtype=np.int64), e, e, e, e
+    ids, inv = np.unique(lab[fg], return_inverse=True)
+    rows, cols = np.nonzero(fg)
+    return (
+        ids,
+        np.bincount(inv).astype(float),
+        np.bincount(inv, weights=np.asarray(row_area)[rows]),
+        np.bincount(inv, weights=np.asarray(ycoord, dtype=float)[rows]),
+        np.bincount(inv, weights=np.asarray(xcoord, dtype=float)[cols]),
+    )
+
+
+def _merge_stats(*parts):
+    ids = np.concatenate([p[0] for p in parts])
+    if ids.size == 0:
+        return _block_stats(np.zeros((1, 1), int), [0.0], [0.0], [0.0])
+    u, inv = np.unique(ids, return_inverse=True)
+    return (
+        u,
+        *(np.bincount(inv, weights=np.concatenate([p[k] for p in parts])) for k in range(1, 5)),
+    )
+
+
+def label_statistics(lab, row_area, ycoord, xcoord):
+    """Per-body statistics of a label image: a tuple (NumPy input) or a Delayed (dask input).
+
+    Each block is summarised on its own (``np.unique`` + ``bincount``) and the small
+    summaries are merged, so memory is bounded by the chunk size and the number of bodies.
+    """
+    if not isinstance(lab, dsa.Array):
+        return _block_stats(lab, row_area, ycoord, xcoord)
+    y_off = np.cumsum((0, *lab.chunks[0]))
+    x_off = np.cumsum((0, *lab.chunks[1]))
+    blocks = lab.to_delayed(optimize_graph=False)
+    stat = dask.delayed(_block_stats, pure=True)
+    parts = [
+        stat(blocks[i, j], row_area[y_off[i]:y_off[i + 1]], ycoord[y_off[i]:y_off[i + 1]],
+             xcoord[x_off[j]:x_off[j + 1]])
+        for i in range(len(y_off) - 1)
+        for j in range(len(x_off) - 1)
+    ]  # fmt: skip
+    return dask.delayed(_merge_stats, pure=True)(*parts)
 
 
 def water_bodies(
@@ -400,22 +457,17 @@ def water_bodies(
         raise DimensionError(f"water_bodies works on one 2-D mask; select along {extra} first")
     water = water.transpose(ydim, xdim)
     lab, _n = _labels(water, connectivity)
-    area = cell_area_km2(water).transpose(ydim, xdim)
-    yy = water[ydim].broadcast_like(water).transpose(ydim, xdim)
-    xx = water[xdim].broadcast_like(water).transpose(ydim, xdim)
-    is_dask = isinstance(lab, dsa.Array)
-    as_arr = (lambda a: dsa.from_array(np.asarray(a), chunks=lab.chunks)) if is_dask else np.asarray
-    ones = dsa.ones_like(lab, dtype=float) if is_dask else np.ones(lab.shape)
-    sums = _body_sums(lab, [ones, as_arr(area.values), as_arr(yy.values), as_arr(xx.values)])
-    if is_dask:
-        sums = list(dask.compute(*sums))
-    npix, a_km2, ysum, xsum = (np.asarray(s, dtype=float) for s in sums)
-    ids = np.arange(npix.size)
-    keep = (ids > 0) & (npix >= min_pixels)
+    stats = label_statistics(
+        lab, _row_area_km2(water), np.asarray(water[ydim]), np.asarray(water[xdim])
+    )
+    if isinstance(lab, dsa.Array):
+        (stats,) = dask.compute(stats)
+    ids, npix, a_km2, ysum, xsum = stats
+    keep = npix >= min_pixels
     edges = np.asarray(size_classes, dtype=float)
     cls = np.clip(np.digitize(a_km2[keep], edges) - 1, 0, len(edges) - 2)
     names = [f"{edges[i]:g}-{edges[i + 1]:g} km2" for i in range(len(edges) - 1)]
-    body = ids[keep]
+    body = np.asarray(ids)[keep]
     out = xr.Dataset(
         {
             "area_km2": ("body", a_km2[keep], {"units": "km2", "long_name": "water body area"}),
@@ -444,20 +496,29 @@ def water_bodies(
     return add_history(out, f"water_bodies(connectivity={connectivity}, min_pixels={min_pixels})")
 
 
-def _class_stats_2d(wet2d, area2d, structure, edges, min_pixels):
+def _classify(stats, edges, min_pixels):
+    """(area, count) per size class from per-body statistics: array (n_classes, 2)."""
+    _, npix, areas = stats[0], stats[1], stats[2]
+    keep = npix >= min_pixels
+    nc = len(edges) - 1
+    cls = np.clip(np.digitize(areas[keep], edges) - 1, 0, nc - 1)
+    return np.stack(
+        [
+            np.bincount(cls, weights=areas[keep], minlength=nc),
+            np.bincount(cls, minlength=nc).astype(float),
+        ],
+        axis=-1,
+    )
+
+
+def _class_stats_2d(wet2d, row_area, structure, edges, min_pixels):
     """Area and count per size class of one 2-D boolean mask (NumPy/scipy)."""
     from scipy import ndimage
 
     lab, _ = ndimage.label(wet2d, structure=structure)
-    npix = np.bincount(lab.ravel())
-    areas = np.bincount(lab.ravel(), weights=area2d.ravel())
-    keep = (np.arange(npix.size) > 0) & (npix >= min_pixels)
-    cls = np.clip(np.digitize(areas, edges) - 1, 0, len(edges) - 2)
-    nc = len(edges) - 1
-    return (
-        np.bincount(cls[keep], weights=areas[keep], minlength=nc),
-        np.bincount(cls[keep], minlength=nc).astype(float),
-    )
+    rows, cols = np.arange(lab.shape[0]), np.arange(lab.shape[1])
+    r = _classify(_block_stats(lab, row_area, rows, cols), edges, min_pixels)
+    return r[:, 0], r[:, 1]
 
 
 def water_area_by_class(
@@ -489,35 +550,29 @@ def water_area_by_class(
     nc = len(edges) - 1
     names = [f"{edges[i]:g}-{edges[i + 1]:g} km2" for i in range(nc)]
     structure = np.ones((3, 3), int) if connectivity == 8 else None
-    area = cell_area_km2(water).transpose(ydim, xdim)
+    row_area = _row_area_km2(water)
     w = water.transpose(..., ydim, xdim)
     lead = w.dims[:-2]
     data = (w == 1).data
     if isinstance(data, dsa.Array) and (len(data.chunks[-2]) > 1 or len(data.chunks[-1]) > 1):
         from dask_image import ndmeasure
 
-        a2d = dsa.from_array(area.values, chunks=data.chunks[-2:])
         flat = data.reshape((-1, *data.shape[-2:])) if lead else data[None]
-        areas_out, counts_out = [], []
-        classes = np.arange(nc)
+        rows, cols = np.arange(data.shape[-2]), np.arange(data.shape[-1])
+        per_scene = []
         for k in range(flat.shape[0]):  # loop over scenes (not pixels)
-            lab, _ = ndmeasure.label(flat[k], structure=structure)
-            fg = (lab > 0).ravel()
-            npix = dsa.bincount(lab.ravel(), weights=fg.astype(float))  # background: 0 px
-            areas = dsa.bincount(lab.ravel(), weights=a2d.ravel() * fg)
-            ok = npix >= max(min_pixels, 1)
-            cls = dsa.clip(dsa.digitize(areas, edges) - 1, 0, nc - 1)
-            onehot = (cls[:, None] == classes[None, :]) & ok[:, None]  # (bodies, classes)
-            areas_out.append(dsa.where(onehot, areas[:, None], 0.0).sum(axis=0))
-            counts_out.append(onehot.sum(axis=0).astype(float))
-        a_arr = dsa.stack(areas_out).reshape((*data.shape[:-2], nc))
-        c_arr = dsa.stack(counts_out).reshape((*data.shape[:-2], nc))
+            lab, _ = ndmeasure.label(flat[k], structure=structure)  # lazy: no persist here
+            stats = label_statistics(lab, row_area, rows, cols)
+            res = dask.delayed(_classify, pure=True)(stats, edges, min_pixels)
+            per_scene.append(dsa.from_delayed(res, shape=(nc, 2), dtype=float))
+        r = dsa.stack(per_scene).reshape((*data.shape[:-2], nc, 2))
+        a_arr, c_arr = r[..., 0], r[..., 1]
     elif isinstance(data, dsa.Array):
         data = data.rechunk({data.ndim - 2: -1, data.ndim - 1: -1})
 
         def block(b):
             flat = b.reshape((-1, *b.shape[-2:]))
-            res = [_class_stats_2d(s, area.values, structure, edges, min_pixels) for s in flat]
+            res = [_class_stats_2d(s, row_area, structure, edges, min_pixels) for s in flat]
             return np.stack([np.stack(r, axis=-1) for r in res]).reshape((*b.shape[:-2], nc, 2))
 
         r = data.map_blocks(
@@ -527,7 +582,7 @@ def water_area_by_class(
         a_arr, c_arr = r[..., 0], r[..., 1]
     else:
         flat = np.asarray(data).reshape((-1, *data.shape[-2:]))
-        res = [_class_stats_2d(s, area.values, structure, edges, min_pixels) for s in flat]
+        res = [_class_stats_2d(s, row_area, structure, edges, min_pixels) for s in flat]
         a_arr = np.stack([r[0] for r in res]).reshape((*data.shape[:-2], nc))
         c_arr = np.stack([r[1] for r in res]).reshape((*data.shape[:-2], nc))
     coords = {k: v for k, v in w.coords.items() if set(v.dims) <= set(lead)}
