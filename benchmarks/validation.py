@@ -9,7 +9,8 @@ Reads the shared real data (``$XLDAS_SHARED_DATA`` or ``../shared/data``) and pr
    soil parameters on H1 validated on H2;
 3. Fürstensee: neutron counts -> soil moisture against the calibration campaigns;
 4. Maqu: station statistics and frozen-soil QC;
-5. Heihe twin experiment: sub-basin budgets before/after constrained-KF closure.
+5. Heihe twin experiment: sub-basin budgets before/after constrained-KF closure;
+6. CAMELS: NSE/KGE of routed model runoff vs USGS streamflow, yearly budgets and closure.
 
 ``--quick`` shortens the Bondville runs (60 days) and the calibration.
 """
@@ -123,6 +124,31 @@ def maqu():
     print(pd.DataFrame(rows).round(3).to_string(index=False))
 
 
+def camels():
+    from xldas.budget import camels_experiment
+    from xldas.validation.bondville import shared_data_dir
+
+    rows = []
+    for g in ("01022500", "01547700", "02064000", "03015500"):
+        r = camels_experiment(shared_data_dir() / "camels_us_4basins", g)
+        rows.append(
+            {
+                "gauge": g,
+                "k_days": r["k_days"],
+                **{f"cal_{m}": float(r["skill_cal"][m]) for m in ("nse", "kge", "bias")},
+                **{f"val_{m}": float(r["skill_val"][m]) for m in ("nse", "kge", "bias")},
+                "mean_residual_prior_mm": float(r["closed"].residual_prior.mean()),
+            }
+        )
+        print(f"\n-- CAMELS {g}: yearly budget (mm; Q observed), before and after closure")
+        print(r["budget"].to_dataframe().round(1).to_string())
+        print(r["closed"][["P", "ET", "Q", "dS", "residual"]].to_dataframe().round(1).to_string())
+    print(
+        "\n== CAMELS: daily streamflow of routed land-model runoff (calibration 2000-01..2001-09, validation after)"
+    )
+    print(pd.DataFrame(rows).round(3).to_string(index=False))
+
+
 def heihe():
     import xldas
     from xldas.budget import heihe_budget
@@ -142,4 +168,5 @@ if __name__ == "__main__":
     fuerstensee()
     maqu()
     heihe()
+    camels()
     bondville(args.quick)
