@@ -84,11 +84,10 @@ def _vapour_pressure(ds, method):
 def _relative_humidity(ds, t_c, method):
     if "rh" in ds:
         rh = ds["rh"]
-        if rh.attrs.get("units") in ("%", "percent"):
-            rh = rh / 100.0
-        return rh.clip(0.0, 1.0)
+        rh = to_units(rh, "1", "rh") if "units" in rh.attrs else rh  # percent -> fraction
+        return rh.clip(0.0, 1.0).assign_attrs(units="1")
     es = saturation_vapour_pressure.py_func(t_c)
-    return (_vapour_pressure(ds, method) / es).clip(0.0, 1.0)
+    return (_vapour_pressure(ds, method) / es).clip(0.0, 1.0).assign_attrs(units="1")
 
 
 def evapotranspiration(
