@@ -250,10 +250,9 @@ def test_corrupt_checkpoint_resumes_from_previous(case, reference, tmp_path, cap
 
 
 def test_qc_masks_frozen_soil_and_snow(case, tmp_path):
-    exp = Experiment.from_yaml(
-        cc.experiment(case, tmp_path / "s", method=METHOD),
-        **{"observations.0.qc": {"range": {"tb_h": [100.0, 320.0]}, "snow_threshold": 1.0}},
-    )
+    raw = yaml.safe_load(cc.experiment(case, tmp_path / "s", method=METHOD).read_text())
+    raw["observations"][0]["qc"] = {"range": {"tb_h": [100.0, 320.0]}, "snow_threshold": 1.0}
+    exp = Experiment.from_dict(raw)
     eng = Engine(exp)
     grid = {"lat": cc.LAT[:2], "lon": cc.LON[:2]}
     fc = xr.Dataset(

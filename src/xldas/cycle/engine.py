@@ -667,7 +667,8 @@ class Engine:
         """Forecast + QC + analysis of one cycle, lazily; returns what the store commits."""
         params = self.sources.params
         forecast, fluxes = self.forecast(ens, cycle, t0, t1)
-        forecast = forecast.persist()
+        if self.sources.eager:
+            forecast = forecast.persist()
         _fault("forecast", cycle)
         fc_mean, _ = ensemble_stats(forecast)
         analysis = forecast
@@ -726,7 +727,8 @@ class Engine:
                             if "member" not in val.dims:
                                 diag[f"{name}_filter_{k}"] = val
             n_used_total = n_used_total + used
-        analysis = analysis.persist()
+        if self.sources.eager:
+            analysis = analysis.persist()
         diag_ds = xr.Dataset(diag)
         diag_ds["n_obs_used"] = xr.DataArray(n_used_total).assign_attrs(
             units="1", long_name="observations assimilated in this cycle"

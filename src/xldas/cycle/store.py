@@ -450,7 +450,6 @@ class CycleStore:
                 raise CheckpointError(
                     f"checkpoint is of cycle {ds.attrs.get('cycle')}, the commit says {info.cycle}"
                 )
-            ds = ds.persist()
             if verify:
                 want = json.loads(ds.attrs["checksums"])
                 got = checksums(ds)
