@@ -63,3 +63,29 @@ def test_calibrate_bad_input():
         calibrate(_sim, {"a": (1.0, 0.0), "k": (0, 1)}, OBS)
     with pytest.raises(UnknownOptionError, match="objective"):
         calibrate(_sim, {"a": (0.0, 1.0), "k": (0, 1)}, OBS, objective="mae")
+
+
+def test_calibrate_on_distributed_workers(local_cluster):
+    import sys
+
+    import cloudpickle
+    from distributed import Client
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need no tests/ import
+    try:
+        with Client(local_cluster) as client:
+            res = calibrate(
+                _sim,
+                {"a": (0.0, 1.0), "k": (0.0, 0.5)},
+                OBS,
+                objective="rmse",
+                client=client,
+                maxiter=6,
+                popsize=4,
+                seed=3,
+                polish=False,
+            )
+            assert sum(client.run(lambda: 1).values()) == 2  # two worker processes
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert res.nfev >= 8 * 7 and res.objective < 0.05
