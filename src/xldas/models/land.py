@@ -317,6 +317,14 @@ def step(
 
     dtype = np.dtype(np.float32) if state["sm"].dtype == np.float32 else np.dtype(np.float64)
     f = [_one_chunk(forcing[v].astype(dtype), ("time", "member")) for v in FORCING_UNITS]
+    if "member" in state.dims:
+        # The gufunc loops over the broadcast dims in the order apply_ufunc finds them, and
+        # the first argument decides: put ``member`` outermost (a zero-stride broadcast when
+        # the forcing is shared), so that the innermost loop runs over contiguous cells.
+        # With ``member`` innermost the ensemble step runs about 10x slower.
+        if "member" not in f[0].dims:
+            f[0] = f[0].expand_dims(member=state["member"].to_index())
+        f = [v.transpose("member", ...) if "member" in v.dims else v for v in f]
     st = [
         _one_chunk(state[v].astype(dtype), ("layer", "member"))
         for v in ("sm", "tsoil", "swe", "canopy_water")
