@@ -183,3 +183,19 @@ def test_skill_no_overlap_and_units():
     assert float(conv.rmse) == pytest.approx(0.0, abs=1e-12) and int(conv.n) == 3
     with pytest.raises(UnitError, match="reference"):
         skill(s, o.assign_attrs(units="K"))
+
+
+def test_r_p_value_matches_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(8)
+    o = rng.standard_normal(40)
+    s = 0.3 * o + rng.standard_normal(40)
+    s[3] = np.nan
+    out = skill(
+        xr.DataArray(s, dims="time"), xr.DataArray(o, dims="time"), metrics=["r", "r_p_value", "n"]
+    )
+    ok = ~np.isnan(s)
+    r, p = stats.pearsonr(s[ok], o[ok])
+    assert float(out.r) == pytest.approx(r, rel=1e-10)
+    assert float(out.r_p_value) == pytest.approx(p, rel=1e-6)

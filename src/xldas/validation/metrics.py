@@ -27,6 +27,7 @@ METRICS: tuple[str, ...] = (
     "rmse",
     "ubrmse",
     "r",
+    "r_p_value",
     "anomaly_r",
     "nse",
     "kge",
@@ -39,13 +40,23 @@ _LONG_NAMES = {
     "rmse": "root-mean-square error",
     "ubrmse": "unbiased root-mean-square error (population std of the difference)",
     "r": "Pearson correlation coefficient",
+    "r_p_value": "two-sided p-value of the Pearson correlation (t test, n - 2 dof)",
     "anomaly_r": "Pearson correlation of anomalies from the day-of-year climatology",
     "nse": "Nash-Sutcliffe efficiency",
     "kge": "Kling-Gupta efficiency (Gupta et al. 2009)",
     "kge_prime": "modified Kling-Gupta efficiency KGE' (Kling et al. 2012)",
     "n": "number of jointly valid pairs",
 }
-_DIMENSIONLESS = {"r", "anomaly_r", "nse", "kge", "kge_prime", "n"}
+_DIMENSIONLESS = {"r", "r_p_value", "anomaly_r", "nse", "kge", "kge_prime", "n"}
+
+
+def _r_p_value(s, o, dim):
+    """p-value of Pearson R (xskillscore), jointly valid pairs."""
+    import xskillscore as xs
+
+    if s.chunks is not None:  # xskillscore reduces along one chunk
+        s, o = s.chunk({d: -1 for d in dim}), o.chunk({d: -1 for d in dim})
+    return xs.pearson_r_p_value(s, o, dim=dim, skipna=True)
 
 
 def _anomaly_r(s, o, dim, window):
@@ -106,6 +117,7 @@ def _metrics_dataarray(
     kge = 1.0 - np.sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2)
     kge_prime = 1.0 - np.sqrt((r - 1) ** 2 + (gamma - 1) ** 2 + (beta - 1) ** 2)
     values = {
+        "r_p_value": _r_p_value(s, o, dim) if "r_p_value" in metrics else None,
         "anomaly_r": _anomaly_r(s, o, dim, anomaly_window) if "anomaly_r" in metrics else None,
         "bias": bias,
         "rmse": rmse,
@@ -148,7 +160,7 @@ def skill(
     dim : str or sequence of str
         Dimension(s) reduced (default ``"time"``); the others are kept.
     metrics : sequence of str, optional
-        Subset of ``bias, rmse, ubrmse, r, anomaly_r, nse, kge, kge_prime, n`` (default
+        Subset of ``bias, rmse, ubrmse, r, r_p_value, anomaly_r, nse, kge, kge_prime, n`` (default
         all; ``anomaly_r`` only where ``dim`` is a single datetime ``time`` dimension).
     anomaly_window : width (days) of the moving window of the day-of-year climatology
         removed before ``anomaly_r`` (see :func:`xldas.validation.climatology`).
