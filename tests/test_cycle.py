@@ -408,7 +408,7 @@ def test_realtime_catch_up_against_stac(case, tmp_path, caplog):
             report = catch_up(exp, quiet=True)
         assert report.cycles_run == list(range(11, 21))
         assert report.late_observations == 1
-        assert "late observation sm-20210503-reprocessed" in caplog.text
+        assert "late observation sm-20210504-reprocessed" in caplog.text
         with CycleStore(store, exp.config_hash()) as st:
             snap = st.repo.lookup_branch("main")
         r = _xldas("cycle", str(yml), "--quiet")
