@@ -1,0 +1,134 @@
+"""Heihe land twin experiment (issue 4): Tb assimilation against the open loop.
+
+The experiment is the default one of ``xldas demo`` / ``benchmarks/heihe_twin.py``, scaled
+down so that open loop + EnKF + LETKF run in well under a minute of CPU: the very same
+``catalogs/experiments/heihe_osse_*.yaml`` files (SMAP-like tau-omega Tb H and V on the
+model grid where the 1000 km swath passes — every 2–3 days per pixel —, 2 K error, QC,
+the OSSE_DEFAULTS forcing perturbations and initial spread, EnKF/LETKF hyperparameters,
+daily cycles, the same seeds), only on a 0.5° grid (10 × 11 cells instead of 104 × 100),
+over the first 11 days of June 2019 and with 16 members instead of 24. The sub-basin
+structure (glaciers and snow upstream, oases midstream, desert downstream), the weather
+generator and the error sources are those of the default domain.
+
+Measured on this configuration (0.5°, 11 cycles, 16 members; commit of this file):
+domain-mean surface RMSE -26.5% (EnKF) / -26.7% (LETKF) vs the open loop, root-zone RMSE
++29% / +36% (worse). The issue's targets (>= 30% surface, >= 10% root zone) are therefore
+asserted in :func:`test_twin_issue_targets`, marked as an expected failure (strict: it
+turns into an error as soon as they are met, so the mark gets removed). Why they are
+missed is analysed in ``benchmarks/heihe_twin.py``'s output and the notebook: the
+open-loop root-zone error (0.007 m3 m-3) is half the ensemble's root-zone spread (0.013,
+the 0.02 initial perturbation of every layer, which the deep layers keep over a month),
+so the Tb–deep-layer sample covariances the filters use are mostly sampling noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "demo": {
+        "resolution": 0.5,
+        "start": "2019-06-01",
+        "days": 12,
+        "dt_hours": 3,
+        "seed": 0,
+        "sensors": ["smap"],
+    },
+    "period.end": "2019-06-12T00:00",
+    "ensemble.members": 16,
+}
+
+
+def _experiments(out):
+    from xldas.cycle.config import Experiment
+    from xldas.cycle.demo import demo_experiments
+
+    exps = {}
+    for label, exp in demo_experiments(out, ("enkf", "letkf")).items():
+        raw = exp.canonical()
+        for key, value in TINY.items():
+            node = raw
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        exps[label] = Experiment.from_dict(raw)
+    return exps
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory):
+    from xldas.cycle.demo import truth_outputs
+    from xldas.cycle.engine import run
+    from xldas.cycle.store import open_output
+    from xldas.demo import heihe_osse
+    from xldas.validation import skill
+
+    exps = _experiments(tmp_path_factory.mktemp("twin"))
+    for exp in exps.values():
+        run(exp, quiet=True, overwrite=True)
+    tree = heihe_osse(**exps["open_loop"].demo)
+    ana = {k: open_output(e.output.store, "analysis").load() for k, e in exps.items()}
+    truth = truth_outputs(tree["truth"].to_dataset()).sel(time=ana["open_loop"].time).load()
+    regions = tree["regions"]["regions"].load()
+    rmse = {}
+    for k, a in ana.items():
+        for var in ("sm_surface", "sm_rootzone"):
+            r = skill(a[var], truth[var], dim="time", metrics=["rmse"])["rmse"]
+            rmse[k, var, "domain"] = float(r.mean())
+            for code, name in ((1, "upstream"), (2, "midstream"), (3, "downstream")):
+                rmse[k, var, name] = float(r.where(regions == code).mean())
+    return {"rmse": rmse, "analyses": ana, "truth": truth, "exps": exps}
+
+
+def reduction(rmse, filt, var, region="domain"):
+    return 1.0 - rmse[filt, var, region] / rmse["open_loop", var, region]
+
+
+def test_twin_runs_the_default_setup(twin):
+    """The scaled-down runs are the default experiments (same obs, errors, perturbations)."""
+    from xldas.demo import OSSE_DEFAULTS
+
+    exps = twin["exps"]
+    assert exps["open_loop"].filter.method == "none"
+    assert exps["enkf"].filter.method == "enkf"
+    assert exps["letkf"].filter.method == "letkf"
+    for exp in exps.values():
+        (obs,) = exp.observations
+        assert obs.error.std == OSSE_DEFAULTS["observations"]["smap"]["error"]
+        assert (
+            exp.ensemble.forcing_perturbation["std"]
+            == (OSSE_DEFAULTS["forcing_perturbation"]["std"])
+        )
+        assert exp.ensemble.state_perturbation == OSSE_DEFAULTS["initial_perturbation"]
+    # every analysis time is scored and the analyses are finite
+    n = len(exps["enkf"].cycle_times())
+    for a in twin["analyses"].values():
+        assert a.sizes["time"] == n
+        assert np.isfinite(a["sm_surface"]).all()
+
+
+@pytest.mark.parametrize("filt", ["enkf", "letkf"])
+def test_twin_surface_improves(twin, filt):
+    """Tb assimilation reduces the surface soil-moisture error in the domain and in
+    every sub-basin (measured: 26% domain, 19–49% by sub-basin)."""
+    rmse = twin["rmse"]
+    assert reduction(rmse, filt, "sm_surface") > 0.2
+    for region in ("upstream", "midstream", "downstream"):
+        assert reduction(rmse, filt, "sm_surface", region) > 0.1
+
+
+@pytest.mark.parametrize("filt", ["enkf", "letkf"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 4 targets not met by the default OSSE: measured surface -26%, root zone "
+    "+29..36% (worse), see the module docstring",
+)
+def test_twin_issue_targets(twin, filt):
+    """Issue 4: >= 30% lower surface RMSE and >= 10% lower root-zone RMSE (domain mean)."""
+    rmse = twin["rmse"]
+    assert reduction(rmse, filt, "sm_surface") >= 0.30
+    assert reduction(rmse, filt, "sm_rootzone") >= 0.10
