@@ -23,6 +23,29 @@ default hyperparameters). The sigma-point filters (``ukf``, ``cdkf``, ``srukf``,
 ``tsoil``, ``swe``, ``canopy_water``), so when asked for they run with 21 members; the
 engine's initial ensemble is a random draw, not a sigma-point set.
 
+Measured (default configuration, 0.05° = 104 × 100 cells, 30 daily cycles, 24 members,
+2 shared cores; domain = every grid cell, sub-basins from ``regions``)::
+
+    RMSE (m3 m-3) and reduction vs open loop   domain           upstream  midstream downstream
+    surface     open loop                      0.0189           0.0271    0.0173    0.0142
+                EnKF                           0.0137 (+27.4%)  +23.5%    +32.6%    +34.6%
+                ETKF                           0.0134 (+29.1%)  +24.0%    +36.4%    +36.4%
+                LETKF                          0.0131 (+30.7%)  +29.6%    +30.6%    +33.9%
+                PF                             0.0142 (+25.2%)  +21.4%    +30.8%    +31.5%
+    root zone   open loop                      0.0053           0.0128    0.0019    0.0021
+                EnKF                           0.0106 (-99%)    +8.0%     -434%     -322%
+                ETKF                           0.0080 (-50%)    +18.1%    -256%     -192%
+                LETKF                          0.0128 (-140%)   -25.7%    -520%     -416%
+                PF                             0.0087 (-64%)    +12.6%    -279%     -247%
+
+The surface target (>= 30%) is met by the LETKF only (EnKF 27%); the root-zone target is
+missed by every filter: the open loop's root-zone error (0.005, 0.002 mid- and downstream)
+is far below its ensemble spread (0.012: the 0.02 m3 m-3 initial perturbation drawn
+independently per layer, which the deep layers keep for the month), so the Tb–deep-layer
+covariances are mostly sampling noise; the 1.05 inflation applied at every daily analysis
+(also where no swath passed) grows that spread further (EnKF root-zone spread 0.018), and
+the LETKF, with ~40 Tb in its 45 km support on this grid, collapses it (0.004).
+
 Usage::
 
     python benchmarks/heihe_twin.py                 # default configuration (0.05°, June 2019)
@@ -52,7 +75,7 @@ VARIABLES = {"sm_surface": "surface (0-5 cm)", "sm_rootzone": "root zone (0-100 
 
 #: a further scaled-down twin experiment for the tests and the notebook: the same YAML
 #: files, operator, 2 K error, swath/revisit, forcing perturbations and filter settings
-#: as the default, on a 0.5° grid (10 × 11 cells) over the first 12 days with 16 members
+#: as the default, on a 0.5° grid (10 × 10 cells) over the first 12 days with 16 members
 TINY = {
     "demo": {
         "resolution": 0.5,
