@@ -20,8 +20,13 @@ Filters: ``enkf``, ``etkf``, ``letkf`` and ``pf`` (a filter without its own YAML
 the EnKF file with ``filter.method`` replaced, as ``xldas demo`` does, so it runs with its
 default hyperparameters). The sigma-point filters (``ukf``, ``cdkf``, ``srukf``,
 ``srcdkf``) need exactly 2n+1 members (n = 10 state elements here: 4 layers of ``sm`` and
-``tsoil``, ``swe``, ``canopy_water``), so when asked for they run with 21 members; the
-engine's initial ensemble is a random draw, not a sigma-point set.
+``tsoil``, ``swe``, ``canopy_water``), so when asked for they run with 21 members. They are
+not in the default list because the engine cannot run them yet: its initial ensemble is a
+random draw (and every member gets its own forcing perturbation), not a sigma-point set,
+so the sigma-point weights (UKF with alpha = 1e-3: w0 ≈ -1e6) turn it into a meaningless
+mean and covariance; ``--filters ukf`` fails at the first analysis
+(``LinAlgError: Eigenvalues did not converge`` in the square root of the analysis
+covariance). Such a failure is reported and the other filters are still scored.
 
 Measured (default configuration, 0.05° = 104 × 100 cells, 30 daily cycles, 24 members,
 2 shared cores; domain = every grid cell, sub-basins from ``regions``)::
@@ -75,7 +80,7 @@ VARIABLES = {"sm_surface": "surface (0-5 cm)", "sm_rootzone": "root zone (0-100 
 
 #: a further scaled-down twin experiment for the tests and the notebook: the same YAML
 #: files, operator, 2 K error, swath/revisit, forcing perturbations and filter settings
-#: as the default, on a 0.5° grid (10 × 10 cells) over the first 12 days with 16 members
+#: as the default, on a 0.5° grid (10 × 10 cells) over 11 daily cycles with 16 members
 TINY = {
     "demo": {
         "resolution": 0.5,
@@ -119,11 +124,19 @@ def _override(exp, extra, sigma_point=False):
 
 
 def run_all(exps, quiet=True) -> dict[str, float]:
-    """Run every experiment from scratch; returns the wall time of each."""
+    """Run (or resume) every experiment; returns the wall time of each. A sigma-point
+    filter that fails is reported and removed from ``exps``."""
     walls = {}
-    for label, exp in exps.items():
+    for label, exp in list(exps.items()):
         t0 = time.perf_counter()
-        run(exp, quiet=quiet, overwrite=True)
+        try:
+            run(exp, quiet=quiet, overwrite=True)
+        except Exception as exc:  # report it, score the others
+            if label not in SIGMA_FILTERS:
+                raise
+            print(f"  {label}: FAILED ({type(exc).__name__}: {exc})")
+            del exps[label]
+            continue
         walls[label] = time.perf_counter() - t0
     return walls
 
