@@ -727,3 +727,42 @@ def test_sigma_point_constants():
     wm, _ = CDKF().weights(3)
     assert wm.sum() == pytest.approx(1.0)
     assert SRUKF(alpha=0.5).scale(2) == pytest.approx(math.sqrt(0.25 * 2))
+
+
+def test_letkf_on_a_rotated_grid_localises_in_km():
+    """On an rlat/rlon grid (degrees) LETKF measures distances in km on the true lat/lon.
+
+    The same ensemble relabelled onto a rotated grid whose 2-D lat/lon equal the regular
+    grid's coordinates must give the same analysis as on the regular grid.
+    """
+    ens, obs, op = _ensemble(), _tb_obs(), LinearTB()
+    params = _params().assign_coords(lat=ens["lat"], lon=ens["lon"])
+    ref = assimilate(ens, obs, op, params, method="letkf", loc_radius=15.0, inflation=1.0)
+
+    lat2, lon2 = xr.broadcast(ens["lat"], ens["lon"])
+    rot = {"lat": "rlat", "lon": "rlon"}
+
+    def rotated(ds):
+        ds = ds.rename(rot)
+        ds = ds.assign_coords(
+            rlat=ds["rlat"].assign_attrs(units="degrees"),
+            rlon=ds["rlon"].assign_attrs(units="degrees"),
+        )
+        return ds.assign_coords(
+            lat=(("rlat", "rlon"), lat2.values), lon=(("rlat", "rlon"), lon2.values)
+        )
+
+    class RotatedTB(LinearTB):
+        def __call__(self, ens, params):
+            return super().__call__(ens, params)
+
+    got = assimilate(
+        rotated(ens),
+        rotated(obs),
+        RotatedTB(),
+        rotated(params),
+        method="letkf",
+        loc_radius=15.0,
+        inflation=1.0,
+    )
+    np.testing.assert_allclose(got["sm"].values, ref["sm"].values, atol=1e-12)

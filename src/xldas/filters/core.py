@@ -288,8 +288,17 @@ def _letkf_geometry(ens, filt: LETKF):
         coslat = math.cos(math.radians(min(89.0, float(np.abs(lat).max()))))
         cell = min(dlat * 111.195, dlon * 111.195 * coslat)
         yc, xc, metric = ens["lat"], ens["lon"], 1
+    elif "degree" in str(ens[sy].attrs.get("units", "")) and "lat" in ens.coords:
+        # rotated-pole grid (rlat/rlon in degrees, 2-D lat/lon): great-circle distances on
+        # the true coordinates; grid spacing from the rotated degrees
+        rlat = np.asarray(ens[sy].values, float)
+        coslat = math.cos(math.radians(min(89.0, float(np.abs(rlat).max()))))
+        drl = [float(np.abs(np.diff(ens[d].values)).min()) for d in (sy, sx) if ens.sizes[d] > 1]
+        cell = min(drl) * 111.195 * coslat if drl else np.inf
+        yc, xc, metric = ens["lat"], ens["lon"], 1
     else:
-        fac = 1e-3 if ens[sy].attrs.get("units", "m") in ("m", "metre", "meter") else 1.0
+        units = str(ens[sy].attrs.get("units", "m"))
+        fac = 1e-3 if units in ("m", "metre", "meter") else 111.195 if "degree" in units else 1.0
         yc, xc = ens[sy] * fac, ens[sx] * fac
         cell = min(
             float(np.abs(np.diff(yc.values)).min()) if yc.size > 1 else np.inf,
