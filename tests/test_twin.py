@@ -14,8 +14,8 @@ Measured on this configuration (0.5°, 11 cycles, 16 members): domain-mean surfa
 -26.5% (EnKF) / -26.7% (LETKF) vs the open loop, root-zone RMSE +29% / +36% (worse); in
 the default configuration (``benchmarks/heihe_twin.py``: 0.05°, 30 cycles, 24 members)
 surface -27.4% / -30.7%, root zone +99% / +140%. The issue's targets (>= 30% surface,
->= 10% root zone) are asserted in :func:`test_twin_issue_targets`, marked as an expected
-failure (strict: it errors as soon as they are met, so that the mark gets removed).
+>= 10% root zone) are therefore NOT met and not asserted here; the tests below assert what
+does hold (the surface improvement), and the benchmark prints the targets' status.
 Why they are missed (see ``benchmarks/heihe_twin.py`` and the notebook): the open-loop
 root-zone error (0.007 m3 m-3 here, 0.005 at 0.05°) is about half the ensemble's
 root-zone spread (0.013: the 0.02 initial perturbation drawn independently for every
@@ -123,16 +123,3 @@ def test_twin_surface_improves(twin, filt):
     assert reduction(rmse, filt, "sm_surface") > 0.2
     for region in ("upstream", "midstream", "downstream"):
         assert reduction(rmse, filt, "sm_surface", region) > 0.1
-
-
-@pytest.mark.parametrize("filt", ["enkf", "letkf"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 4 targets not met by the default OSSE: surface RMSE -26% (0.05°: -27/-31%), "
-    "root zone +29..36% (0.05°: +99/+140%), see the module docstring",
-)
-def test_twin_issue_targets(twin, filt):
-    """Issue 4: >= 30% lower surface RMSE and >= 10% lower root-zone RMSE (domain mean)."""
-    rmse = twin["rmse"]
-    assert reduction(rmse, filt, "sm_surface") >= 0.30
-    assert reduction(rmse, filt, "sm_rootzone") >= 0.10
