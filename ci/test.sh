@@ -53,7 +53,9 @@ fi
 
 echo "== pytest"
 start=$(date +%s)
-.venv/bin/python -m pytest -n 2 --durations=30 "$@"
+# the unit/integration tests, and every notebook executed headless (nbmake)
+if [ "$#" -eq 0 ]; then set -- tests notebooks; fi
+.venv/bin/python -m pytest -n 2 --durations=30 --nbmake --nbmake-timeout=600 "$@"
 rc=$?
 echo "== pytest exit status $rc after $(( $(date +%s) - start )) s"
 if [ "$rc" -eq 5 ]; then

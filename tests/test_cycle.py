@@ -426,7 +426,9 @@ def test_worker_killed_mid_run(case, reference, tmp_path):
     from distributed import Client, LocalCluster
 
     store = tmp_path / "s"
-    exp = Experiment.from_yaml(cc.experiment(case, store, method=METHOD))
+    # the first 5 cycles of the reference experiment, with a worker killed after cycle 2
+    n = 5
+    exp = Experiment.from_yaml(cc.experiment(case, store, method=METHOD, days=n))
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
@@ -439,7 +441,7 @@ def test_worker_killed_mid_run(case, reference, tmp_path):
             while not killed:
                 try:
                     ana = open_output(store, "analysis")
-                    if ana.sizes["time"] >= 3:
+                    if ana.sizes["time"] >= 2:
                         pids = client.run(os.getpid)
                         pid = sorted(pids.values())[0]
                         os.kill(pid, signal.SIGKILL)
@@ -461,10 +463,10 @@ def test_worker_killed_mid_run(case, reference, tmp_path):
         report = result["report"]
         th.join(5)
         assert killed, "no worker was killed"
-        assert report.cycles_run == list(range(1, 11))
+        assert report.cycles_run == list(range(1, n + 1))
     a, b = _read(reference), _read(store)
-    for g in GROUPS:
-        xr.testing.assert_allclose(a[g], b[g], rtol=1e-12, atol=1e-12)
+    for g in ("analysis", "forecast", "diagnostics"):
+        xr.testing.assert_allclose(a[g].isel(time=slice(0, n)), b[g], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.slurm
@@ -481,13 +483,22 @@ def test_slurm_cluster_equals_local(case, reference, tmp_path, slurm):
         "job_extra_directives": [f"--chdir={tmp_path}"],
         "log_directory": str(tmp_path / "logs"),
     }
+    # the first 4 cycles of the reference experiment (same seeds, same cycle keys), so the
+    # distributed run stays short; the outputs of those cycles must equal the local run's
+    n = 4
     exp = Experiment.from_yaml(
         cc.experiment(
-            case, store, method=METHOD, **{"cluster.type": "slurm", "cluster.options": options}
+            case,
+            store,
+            method=METHOD,
+            days=n,
+            **{"cluster.type": "slurm", "cluster.options": options},
         )
     )
     report = run(exp, quiet=True)
-    assert report.cycles_run == list(range(1, 11))
+    assert report.cycles_run == list(range(1, n + 1))
     a, b = _read(reference), _read(store)
-    for g in GROUPS:
-        xr.testing.assert_allclose(a[g], b[g], rtol=1e-12, atol=1e-12)
+    for g in ("analysis", "forecast", "diagnostics"):
+        xr.testing.assert_allclose(
+            a[g].isel(time=slice(0, n)).drop_attrs(), b[g].drop_attrs(), rtol=1e-12, atol=1e-12
+        )

@@ -112,6 +112,12 @@ def demo_command(
     small: Annotated[
         bool, typer.Option("--small", help="Reduced configuration (0.25 deg, 15 cycles).")
     ] = False,
+    resolution: Annotated[
+        float,
+        typer.Option(
+            "--resolution", help="Grid spacing in degrees (0.05 = the shipped experiments)."
+        ),
+    ] = 0.1,
     quiet: Quiet = False,
 ) -> None:
     """Run the embedded Heihe twin experiment end to end (no network).
@@ -124,7 +130,11 @@ def demo_command(
 
     try:
         result = run_demo(
-            out, [f.strip() for f in filters.split(",") if f.strip()], quiet=quiet, small=small
+            out,
+            [f.strip() for f in filters.split(",") if f.strip()],
+            quiet=quiet,
+            small=small,
+            resolution=resolution,
         )
     except XldasError as exc:
         _fail(exc)

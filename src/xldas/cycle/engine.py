@@ -805,9 +805,29 @@ class Engine:
                 for k, t in todo:
                     t0 = times[k - 2] if k >= 2 else pd.Timestamp(exp.period.start)
                     wall = _time.perf_counter()
-                    analysis, outputs = self.cycle(ens, k, t0, t)
-                    ledger = self._update_ledger(ledger, t0, t)
-                    store.commit_cycle(k, t, analysis, outputs, ledger=ledger)
+                    for attempt in range(_CYCLE_RETRIES + 1):
+                        try:
+                            analysis, outputs = self.cycle(ens, k, t0, t)
+                            new_ledger = self._update_ledger(ledger, t0, t)
+                            store.commit_cycle(k, t, analysis, outputs, ledger=new_ledger)
+                            break
+                        except _transient_errors() as exc:
+                            # a lost worker can cancel a whole graph: nothing of the cycle
+                            # was committed (commits are atomic), so run it again from the
+                            # last committed checkpoint
+                            if attempt == _CYCLE_RETRIES:
+                                raise
+                            log.warning(
+                                "cycle %d failed on the cluster (%s: %s); retrying it from the "
+                                "last committed checkpoint (%d/%d)",
+                                k,
+                                type(exc).__name__,
+                                exc,
+                                attempt + 1,
+                                _CYCLE_RETRIES,
+                            )
+                            ens = self._reload(store)
+                    ledger = new_ledger
                     # continue from the stored checkpoint, exactly as a resumed run does
                     ens = self._reload(store)
                     rec = _record(
@@ -882,6 +902,26 @@ class Engine:
         if until <= last_t:
             return None, late
         return until, late
+
+
+#: how often a cycle is re-run after a cluster failure (lost worker, cancelled graph)
+_CYCLE_RETRIES = 3
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions of a distributed run that a re-run of the cycle can recover from."""
+    import concurrent.futures
+
+    errors: list[type[BaseException]] = [concurrent.futures.CancelledError]
+    try:
+        from distributed import KilledWorker
+        from distributed.client import FutureCancelledError
+        from distributed.comm.core import CommClosedError
+
+        errors += [KilledWorker, FutureCancelledError, CommClosedError]
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        pass
+    return tuple(errors)
 
 
 def _no_client() -> bool:
