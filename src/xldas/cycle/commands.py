@@ -28,6 +28,11 @@ def _setup_logging(quiet: bool) -> None:
         logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
+    # diagnostics store short variable names as fixed-length strings, which zarr-python
+    # flags as not yet in the Zarr v3 spec on every write: once is enough for a user
+    import warnings
+
+    warnings.filterwarnings("once", message=".*does not have a Zarr V3 specification.*")
 
 
 def _fail(exc: Exception) -> None:
