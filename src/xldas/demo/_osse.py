@@ -42,6 +42,7 @@ from xldas._xr import add_history
 from xldas.demo import _geography as geog
 from xldas.demo import _weather as wx
 from xldas.errors import ConfigError, UnknownOptionError
+from xldas.io.forcing import FORCING_ATTRS
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -419,31 +420,12 @@ def _grid_coords(lat, lon):
     }
 
 
-_FORCING_ATTRS = {
-    "precip": (
-        "kg m-2 s-1",
-        "precipitation rate, mean over the step ending at the timestamp",
-        "precipitation_flux",
-    ),
-    "tair": ("K", "near-surface air temperature", "air_temperature"),
-    "qair": ("kg kg-1", "near-surface specific humidity", "specific_humidity"),
-    "psurf": ("Pa", "surface air pressure", "surface_air_pressure"),
-    "wind": ("m s-1", "near-surface wind speed", "wind_speed"),
-    "swdown": (
-        "W m-2",
-        "downward shortwave radiation, mean over the step",
-        "surface_downwelling_shortwave_flux_in_air",
-    ),
-    "lwdown": ("W m-2", "downward longwave radiation", "surface_downwelling_longwave_flux_in_air"),
-}
-
-
 def _forcing_dataset(fields, times, coords):
     ds = xr.Dataset(
         {k: (("time", "lat", "lon"), v) for k, v in fields.items()},
         coords={"time": ("time", times.astype("datetime64[ns]")), **coords},
     )
-    for k, (units, long_name, std) in _FORCING_ATTRS.items():
+    for k, (units, long_name, std) in FORCING_ATTRS.items():
         ds[k].attrs.update(units=units, long_name=long_name, standard_name=std)
     ds["time"].attrs.update(long_name="end of the averaging interval (UTC)")
     return ds
