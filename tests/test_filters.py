@@ -299,9 +299,25 @@ def test_enkf_engines_agree_and_rng_is_reproducible():
 def test_inflation_multiplies_anomalies():
     rng = np.random.default_rng(6)
     E = rng.normal(size=(30, 2))
-    y = np.array([np.nan])
-    Ea = ETKF(inflation=1.1).analysis(E, E[:, :1], y, np.array([1.0]))
-    np.testing.assert_allclose(Ea - Ea.mean(0), 1.1 * (E - E.mean(0)), atol=1e-12)
+    # an uninformative observation (huge error): the analysis is the inflated forecast
+    y = np.array([0.0])
+    Ea = ETKF(inflation=1.1).analysis(E, E[:, :1], y, np.array([1e14]))
+    np.testing.assert_allclose(Ea - Ea.mean(0), 1.1 * (E - E.mean(0)), atol=1e-6)
+
+
+@pytest.mark.parametrize("filt", [EnKF(inflation=1.1, rtps=0.5), ETKF(inflation=1.1)])
+def test_no_observation_keeps_the_forecast(filt):
+    """Where nothing is assimilated there is no inflation: the forecast passes unchanged."""
+    rng = np.random.default_rng(6)
+    E = rng.normal(size=(3, 30, 2))
+    y = np.array([[np.nan], [0.3], [np.nan]])
+    Ea = filt.analysis(E, E[..., :1], y, np.ones((3, 1)), rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(Ea[[0, 2]], E[[0, 2]])
+    assert not np.allclose(Ea[1], E[1])
+    ref = type(filt)(**{**filt.__dict__, "engine": "numpy"}).analysis(
+        E, E[..., :1], y, np.ones((3, 1)), rng=np.random.default_rng(1)
+    )
+    np.testing.assert_allclose(Ea, ref, atol=1e-12)
 
 
 def test_rtpp_and_rtps():

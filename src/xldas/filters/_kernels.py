@@ -14,6 +14,11 @@ Conventions shared by all ensemble kernels (SCIENCE.md §C12):
 - ``infl`` multiplies the forecast anomalies of ``E`` and ``HE`` (covariance × infl²).
 - ``rtpp``/``rtps`` relax the analysis anomalies towards the (uninflated) forecast
   anomalies, per state element, after the update (0 = off).
+- A pixel (for the LETKF: a local domain) without any used observation keeps its forecast
+  unchanged: no inflation and no relaxation where nothing is assimilated, so that the spread
+  of unobserved places does not grow cycle after cycle (land DA cycles daily while a swath
+  passes a pixel every 2–3 days). Experiments that observe every variable at every cycle
+  (Lorenz-63/96) are unaffected.
 """
 
 from __future__ import annotations
@@ -179,6 +184,12 @@ def _relax_col(E, out, j, rtpp, rtps):
             out[i, j] = ma + fac * (out[i, j] - ma)
 
 
+def _keep_unobserved(E, Ea, rinv):
+    """Return ``Ea`` with the forecast ``E`` where no observation is used (``rinv == 0``)."""
+    used = (np.asarray(rinv) > 0).any(axis=-1)
+    return np.where(used[..., None, None], Ea, E)
+
+
 # -------------------------------------------------------------------------- EnKF
 def enkf_reference(E, HE, d, rinv, eps, infl=1.0, rtpp=0.0, rtps=0.0):
     """Stochastic EnKF (Burgers et al. 1998) in ensemble space, NumPy reference.
@@ -196,7 +207,7 @@ def enkf_reference(E, HE, d, rinv, eps, infl=1.0, rtpp=0.0, rtps=0.0):
     A = C @ np.swapaxes(Y, -1, -2) + (N - 1) * np.eye(N)
     W = np.linalg.solve(A, C @ np.swapaxes(D, -1, -2))
     Ea = E.mean(axis=-2, keepdims=True) + X + np.swapaxes(W, -1, -2) @ X
-    return relax_reference(E, Ea, rtpp, rtps)
+    return _keep_unobserved(E, relax_reference(E, Ea, rtpp, rtps), rinv)
 
 
 @gufunc(
@@ -209,6 +220,9 @@ def enkf_general(E, HE, d, rinv, eps, infl, rtpp, rtps, out):
     """Stochastic EnKF for any number of observations per pixel (see :func:`enkf_reference`)."""
     N, n = E.shape
     m = HE.shape[1]
+    if not _any_used(rinv):
+        out[:, :] = E
+        return
     Y = np.empty((N, m))
     for k in range(m):
         hb = 0.0
@@ -257,6 +271,9 @@ def enkf_1obs(E, HE, d, rinv, eps, infl, rtpp, rtps, out):
     ``x_ij += Pxy_j / (Pyy + R) * (d + eps_i - Y_i)``.
     """
     N, n = E.shape
+    if not rinv > 0.0:
+        out[:, :] = E
+        return
     hb = 0.0
     for i in range(N):
         hb += HE[i]
@@ -299,7 +316,15 @@ def etkf_reference(E, HE, d, rinv, infl=1.0, rtpp=0.0, rtps=0.0):
     Y = infl * (HE - HE.mean(axis=-2, keepdims=True))
     T = _etkf_transform_reference(Y, d, rinv)
     Ea = E.mean(axis=-2, keepdims=True) + np.swapaxes(T, -1, -2) @ X
-    return relax_reference(E, Ea, rtpp, rtps)
+    return _keep_unobserved(E, relax_reference(E, Ea, rtpp, rtps), rinv)
+
+
+@njit
+def _any_used(rinv):
+    for k in range(rinv.shape[0]):
+        if rinv[k] > 0.0:
+            return True
+    return False
 
 
 @njit
@@ -345,6 +370,9 @@ def etkf_general(E, HE, d, rinv, infl, rtpp, rtps, out):
     """ETKF (symmetric square root) for any number of observations per pixel."""
     N, n = E.shape
     m = HE.shape[1]
+    if not _any_used(rinv):
+        out[:, :] = E
+        return
     Y = np.empty((N, m))
     for k in range(m):
         hb = 0.0
@@ -380,6 +408,9 @@ def etkf_1obs(E, HE, d, rinv, infl, rtpp, rtps, out):
     weights are ``Y r d / (N - 1 + r|Y|^2)``.
     """
     N, n = E.shape
+    if not rinv > 0.0:
+        out[:, :] = E
+        return
     hb = 0.0
     for i in range(N):
         hb += HE[i]
@@ -419,7 +450,9 @@ def letkf_taper_reference(E, HE, d, rinv, rho, infl=1.0, rtpp=0.0, rtps=0.0):
     for j in range(E.shape[-1]):
         T = _etkf_transform_reference(Y, d, rinv * rho[..., j, :])
         Ea[..., :, j] = mean[..., j][..., None] + np.einsum("...ai,...a->...i", T, X[..., :, j])
-    return relax_reference(E, Ea, rtpp, rtps)
+    Ea = relax_reference(E, Ea, rtpp, rtps)
+    used = ((rinv[..., None, :] * rho) > 0).any(axis=-1)  # (..., n)
+    return np.where(used[..., None, :], Ea, E)
 
 
 @gufunc(
@@ -458,6 +491,10 @@ def letkf_taper(E, HE, d, rinv, rho, infl, rtpp, rtps, out):
                 dl[c] = d[k]
                 rl[c] = w
                 c += 1
+        if cnt == 0:
+            for i in range(N):
+                out[i, j] = E[i, j]
+            continue
         _etkf_transform(Y, dl, rl, T)
         mj = 0.0
         for i in range(N):
@@ -545,6 +582,11 @@ def letkf_grid(E, HE, d, rinv, ycoord, xcoord, c, halo, metric, infl, rtpp, rtps
                                 dl[cc] = d[pp, qq, k]
                                 rl[cc] = rinv[pp, qq, k] * g
                                 cc += 1
+            if cnt == 0:
+                for i in range(N):
+                    for j in range(n):
+                        out[p, q, i, j] = E[p, q, i, j]
+                continue
             _etkf_transform(Y, dl, rl, T)
             for j in range(n):
                 mj = 0.0
