@@ -24,12 +24,15 @@ from xldas.demo._osse import (
     osse_forcing_perturbation,
     write_default,
 )
+from xldas.demo._pantp import PAN_TP_BBOX, pan_tp
 
 __all__ = [
     "GENERATOR_VERSION",
     "OSSE_DEFAULTS",
+    "PAN_TP_BBOX",
     "cache_path",
     "heihe_osse",
     "osse_forcing_perturbation",
+    "pan_tp",
     "write_default",
 ]

@@ -175,9 +175,9 @@ def make_forcing(geo, lat, lon, times, dt_hours, latent, synoptic, tair_error=No
     diurnal = np.cos(2 * np.pi * (hloc - 15.0) / 24.0).astype(f32)
 
     # ---- precipitation (kg m-2 s-1, mean over the step)
-    daily = annual_precip_mm(geo, lon)[None].astype(f32) * _daily_fraction(doy).astype(
-        f32
-    )  # mm d-1
+    # a domain other than the Heihe gives its own climatology as geo["annual_precip_mm"]
+    annual = geo["annual_precip_mm"] if "annual_precip_mm" in geo else annual_precip_mm(geo, lon)
+    daily = annual[None].astype(f32) * _daily_fraction(doy).astype(f32)  # mm d-1
     # wet-step probability: 0.3·m/(m+2) for 3-hourly steps, growing as √dt for longer steps
     p_wet = np.minimum(0.3 * daily / (daily + 2.0) * np.sqrt(dt_hours / 3.0), 0.5)
     q = ndtri(1.0 - np.clip(p_wet, 1e-4, 0.5).astype(np.float64)).astype(f32)
