@@ -48,7 +48,7 @@ from xldas.physics._et_kernels import (
     sith_split,
 )
 
-__all__ = ["clapp_hornberger", "land_column", "land_reference"]
+__all__ = ["clapp_hornberger", "column_physics", "land_column", "land_reference"]
 
 T0 = 273.15  # K
 T_SNOW = 0.0  # degC: all precipitation is snow at or below
@@ -100,8 +100,8 @@ LAYOUT = (
 )
 
 
-@gufunc([_sig("float32"), _sig("float64")], LAYOUT)
-def land_column(
+@njit
+def column_physics(
     precip,
     tair,
     psurf,
@@ -136,15 +136,15 @@ def land_column(
     drainage,
     snowmelt,
     glacier_melt,
+    scratch,
 ):
-    """Advance one column through ``len(precip)`` forcing steps of ``dt`` seconds.
+    """Body of :func:`land_column` for one column, with the (9, l) ``scratch`` given.
 
-    Forcing (t): precip (kg m-2 s-1), tair (K), psurf (Pa), swdown, lwdown (W m-2).
-    State: sm0 (l, m3 m-3), ts0 (l, K), swe0, cw0 (kg m-2). Parameters per layer (l):
-    theta_s, theta_r, theta_fc, theta_wp, b, ksat (m s-1), psi_sat (m), root fraction,
-    dz (m); per cell: lai, ddf_snow, ddf_ice (kg m-2 K-1 d-1), glacier fraction, albedo;
-    dt (s) the forcing interval, nsub the number of model sub-steps per interval.
-    Outputs: the new state and per-step mean fluxes (kg m-2 s-1).
+    Allocation-free, so that the same function runs inside the CPU gufunc (which
+    allocates ``scratch`` per column) and inside the CUDA kernel of
+    :mod:`xldas.models._cuda` (which passes a slice of a device work array): one
+    implementation of the physics for both targets. Scalar outputs (``swe_out``,
+    ``cw_out``) are 1-element arrays.
     """
     nl = sm0.shape[0]
     nt = precip.shape[0]
@@ -156,8 +156,6 @@ def land_column(
     fint = 1.0 - np.exp(-INTERCEPTION_K * lai)
     wmax = INTERCEPTION_CAPACITY * lai
     kfac = 1.0 - np.exp(-SCHAAKE_KDT * ksat[0] * days)
-    # scratch: one allocation per column, none in the time loop
-    scratch = np.empty((9, nl))
     th = scratch[0]
     ts = scratch[1]
     kk = scratch[2]
@@ -342,6 +340,92 @@ def land_column(
         ts_out[j] = ts[j]
     swe_out[0] = swe
     cw_out[0] = cw
+
+
+@gufunc([_sig("float32"), _sig("float64")], LAYOUT)
+def land_column(
+    precip,
+    tair,
+    psurf,
+    swdown,
+    lwdown,
+    sm0,
+    ts0,
+    swe0,
+    cw0,
+    theta_s,
+    theta_r,
+    theta_fc,
+    theta_wp,
+    b,
+    ksat,
+    psi_sat,
+    root,
+    dz,
+    lai,
+    ddf_snow,
+    ddf_ice,
+    fglac,
+    albedo,
+    dt,
+    nsub,
+    sm_out,
+    ts_out,
+    swe_out,
+    cw_out,
+    et,
+    runoff,
+    drainage,
+    snowmelt,
+    glacier_melt,
+):
+    """Advance one column through ``len(precip)`` forcing steps of ``dt`` seconds.
+
+    Forcing (t): precip (kg m-2 s-1), tair (K), psurf (Pa), swdown, lwdown (W m-2).
+    State: sm0 (l, m3 m-3), ts0 (l, K), swe0, cw0 (kg m-2). Parameters per layer (l):
+    theta_s, theta_r, theta_fc, theta_wp, b, ksat (m s-1), psi_sat (m), root fraction,
+    dz (m); per cell: lai, ddf_snow, ddf_ice (kg m-2 K-1 d-1), glacier fraction, albedo;
+    dt (s) the forcing interval, nsub the number of model sub-steps per interval.
+    Outputs: the new state and per-step mean fluxes (kg m-2 s-1).
+    """
+    # scratch: one allocation per column, none in the time loop
+    column_physics(
+        precip,
+        tair,
+        psurf,
+        swdown,
+        lwdown,
+        sm0,
+        ts0,
+        swe0,
+        cw0,
+        theta_s,
+        theta_r,
+        theta_fc,
+        theta_wp,
+        b,
+        ksat,
+        psi_sat,
+        root,
+        dz,
+        lai,
+        ddf_snow,
+        ddf_ice,
+        fglac,
+        albedo,
+        dt,
+        nsub,
+        sm_out,
+        ts_out,
+        swe_out,
+        cw_out,
+        et,
+        runoff,
+        drainage,
+        snowmelt,
+        glacier_melt,
+        np.empty((9, sm0.shape[0])),
+    )
 
 
 def land_reference(
