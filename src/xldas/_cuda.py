@@ -17,11 +17,12 @@ arrays run the same kernels on the CPU, which is how CI tests these kernels with
 from __future__ import annotations
 
 import math
+import types
 from typing import Any
 
 import numpy as np
 
-__all__ = ["device_ops", "is_device_array", "launch", "numba_cuda"]
+__all__ = ["device_function", "device_ops", "is_device_array", "launch", "numba_cuda", "pad_loop"]
 
 THREADS_PER_BLOCK = 128
 
@@ -130,3 +131,56 @@ def launch(kernel, n: int, *args) -> None:
         return
     tpb = min(THREADS_PER_BLOCK, n)
     kernel[(n + tpb - 1) // tpb, tpb](*args)
+
+
+_DEVICE_FUNCTIONS: dict[Any, Any] = {}
+
+
+def device_function(func):
+    """CUDA device twin of a numba-compiled CPU function (``@njit`` or a gufunc kernel).
+
+    The Python source of ``func`` (``func.py_func``) is compiled with
+    ``cuda.jit(device=True)``, after replacing every ``@njit`` function it calls by that
+    function's own device twin (recursively). One implementation thus serves the CPU
+    kernels and the GPU kernels, and the twins also run under the CUDA simulator (where
+    a CPU-compiled function could not take the simulator's arrays). ``func`` must not
+    allocate (no ``np.empty``/``np.linalg``): device code has no heap.
+    """
+    if func in _DEVICE_FUNCTIONS:
+        return _DEVICE_FUNCTIONS[func]
+    py = getattr(func, "py_func", func)
+    env = dict(py.__globals__)
+    for name in py.__code__.co_names:
+        dep = env.get(name)
+        if dep is not None and type(dep).__name__ == "CPUDispatcher":
+            env[name] = device_function(dep)
+    clone = types.FunctionType(py.__code__, env, py.__name__, py.__defaults__, py.__closure__)
+    clone.__doc__ = py.__doc__
+    twin = numba_cuda().jit(device=True)(clone)
+    _DEVICE_FUNCTIONS[func] = twin
+    return twin
+
+
+def pad_loop(a, ops, core: int, rank: int, dtype=None):
+    """Device copy/view of ``a`` with exactly ``rank`` loop dims before ``core`` core dims.
+
+    Missing leading loop dimensions become size-1 dimensions, which the kernels
+    broadcast by indexing them at 0. Host arrays are copied to the device.
+    """
+    from xldas.errors import DimensionError
+
+    a = ops.to_device(a if is_device_array(a) else np.asarray(a, dtype=dtype))
+    shape = tuple(a.shape)
+    loop = len(shape) - core
+    if loop > rank:
+        raise DimensionError(
+            f"the GPU kernels handle at most {rank} loop dimensions; got an argument of "
+            f"shape {shape} with {core} core dimension(s)"
+        )
+    return a.reshape((1,) * (rank - loop) + shape) if loop < rank else a
+
+
+def loop_ndim(a, core: int) -> int:
+    """Number of loop (non-core) dimensions of a host or device array."""
+    shape = tuple(a.shape) if is_device_array(a) else np.shape(a)
+    return len(shape) - core

@@ -34,6 +34,7 @@ __all__ = [
     "local_cluster",
     "slurm_cluster",
     "to_backend",
+    "to_gpu",
 ]
 
 BACKENDS = ("numpy", "cupy")
@@ -233,3 +234,23 @@ def to_backend(obj: xr.DataArray | xr.Dataset, backend: str) -> xr.DataArray | x
     if isinstance(obj, xr.DataArray):
         return obj.copy(data=_convert(obj.data, backend))
     raise TypeError(f"to_backend expects an xarray Dataset or DataArray, got {type(obj).__name__}")
+
+
+def to_gpu(obj: xr.DataArray | xr.Dataset) -> xr.DataArray | xr.Dataset:
+    """Move ``obj``'s data variables to the GPU (CuPy), lazily for dask data.
+
+    Shorthand for ``to_backend(obj, "cupy")`` (the same as cupy-xarray's
+    ``ds.cupy.as_cupy()`` but keeping dask arrays lazy). The model step and the EnKF/ETKF
+    analyses then run their CUDA kernels, chosen per chunk from the chunk type.
+
+    Raises
+    ------
+    ModuleNotFoundError
+        CuPy is not installed (``pip install 'xldas[gpu]'``).
+
+    Examples
+    --------
+    >>> from xldas.compute import to_gpu
+    >>> gpu_state = to_gpu(state)  # doctest: +SKIP
+    """
+    return to_backend(obj, "cupy")

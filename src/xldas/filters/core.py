@@ -242,6 +242,12 @@ def _noise(pix, k, seed, cycle, purpose):
 
 
 def _ensemble_block(E, HE, y, R, pix, *, filt, seed, cycle):
+    from xldas._cuda import is_device_array
+
+    if is_device_array(E):  # CuPy chunks: the CUDA analysis of xldas.filters._cuda
+        from xldas.filters._cuda import ensemble_block
+
+        return ensemble_block(E, HE, y, R, pix, filt=filt, seed=seed, cycle=cycle)
     N, n = E.shape[-2:]
     m = HE.shape[-1]
     noise = _noise(pix, filt.n_noise(N, n, m), seed, cycle, _PURPOSE["enkf"])
@@ -483,6 +489,12 @@ def assimilate(
     filt = get_filter(method, **filter_kwargs)
     if not isinstance(ens, xr.Dataset):
         raise DimensionError("assimilate needs an ensemble Dataset")
+    from xldas.compute import array_backend
+
+    if array_backend(ens) == "cupy":  # GPU analyses: EnKF and ETKF only
+        from xldas.filters._cuda import check_gpu_method
+
+        check_gpu_method(filt)
     if "member" not in ens.dims:
         raise DimensionError("the ensemble has no 'member' dimension")
     n_members = ens.sizes["member"]

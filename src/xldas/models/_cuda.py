@@ -31,8 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from xldas._cuda import device_ops, is_device_array, launch, numba_cuda
-from xldas.errors import DimensionError
+from xldas._cuda import device_function, device_ops, launch, loop_ndim, numba_cuda, pad_loop
 from xldas.models._kernels import column_physics
 
 # a module global (the simulator swaps the ``cuda`` module in kernels' globals); this
@@ -48,7 +47,7 @@ _LOOP_RANK = 3
 
 @lru_cache(maxsize=1)
 def _kernel():
-    column = cuda.jit(device=True)(column_physics.py_func)
+    column = device_function(column_physics)
 
     @cuda.jit(device=True)
     def at(n, i):
@@ -156,18 +155,6 @@ def _kernel():
     return land_kernel
 
 
-def _pad(a, ops, core: int, dtype):
-    """Device array with exactly ``_LOOP_RANK`` loop dimensions before ``core`` core dims."""
-    a = ops.to_device(a if is_device_array(a) else np.asarray(a, dtype=dtype))
-    loop = a.ndim - core
-    if loop > _LOOP_RANK:
-        raise DimensionError(
-            f"the GPU land-model step handles at most {_LOOP_RANK} loop dimensions "
-            f"(member, y, x); got an argument of shape {a.shape}"
-        )
-    return a.reshape((1,) * (_LOOP_RANK - loop) + tuple(a.shape)) if loop < _LOOP_RANK else a
-
-
 def land_step(*args):
     """GPU form of :func:`~xldas.models._kernels.land_column`: same 25 arguments, same outputs.
 
@@ -192,7 +179,7 @@ def land_step(*args):
     ops = device_ops(*arrays)
     state_dtype = np.dtype(np.float32 if arrays[5].dtype == np.float32 else np.float64)
     dtypes = [state_dtype] * 9 + [np.float64] * 14
-    padded = [_pad(a, ops, c, dt_) for a, c, dt_ in zip(arrays, _CORE, dtypes)]
+    padded = [pad_loop(a, ops, c, _LOOP_RANK, dt_) for a, c, dt_ in zip(arrays, _CORE, dtypes)]
     shapes = [tuple(a.shape) for a in padded]  # (the simulator's shapes index forwards only)
     loop = np.broadcast_shapes(*(sh[:_LOOP_RANK] for sh in shapes))
     nt = shapes[0][-1]
@@ -208,9 +195,6 @@ def land_step(*args):
     if n:
         work = ops.empty((9, nl, n), np.float64)
         launch(_kernel(), n, *padded, float(dt), float(nsub), *outs, work)
-    lead = max(
-        len(tuple(np.shape(a) if not is_device_array(a) else a.shape)) - c
-        for a, c in zip(arrays, _CORE)
-    )
+    lead = max(loop_ndim(a, c) for a, c in zip(arrays, _CORE))
     drop = _LOOP_RANK - lead
     return tuple(o.reshape(o.shape[drop:]) if drop else o for o in outs)

@@ -8,9 +8,12 @@ physics (SCIENCE.md §B9, §B11).
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import xarray as xr
 
+from xldas._cuda import is_device_array
 from xldas._xr import add_history, apply_kernel, spatial_dims
 from xldas.errors import DimensionError, ForcingError, ParameterRangeError
 from xldas.models._kernels import land_column
@@ -135,6 +138,20 @@ def _parse_td(s: str):
     import pandas as pd
 
     return pd.Timedelta(s).to_timedelta64()
+
+
+def _land_block(*args, target: str = "parallel"):
+    """One block of the model step, dispatched on the array type of the block.
+
+    Device arrays (CuPy chunks, numba device arrays) run the CUDA kernel
+    :func:`xldas.models._cuda.land_step`; anything else the CPU gufunc
+    :func:`~xldas.models._kernels.land_column` on ``target``.
+    """
+    if any(is_device_array(a) for a in args):
+        from xldas.models._cuda import land_step
+
+        return land_step(*args)
+    return land_column(*args, target=target)
 
 
 def _one_chunk(da: xr.DataArray, dims) -> xr.DataArray:
@@ -335,7 +352,7 @@ def step(
     # and the parallel gufunc has a larger per-column overhead); threads for in-memory data.
     lazy = any(getattr(a, "chunks", None) is not None for a in (*f, *st, *lp, *cp))
     outs = apply_kernel(
-        land_column.compile("cpu" if lazy else "parallel"),
+        partial(_land_block, target="cpu" if lazy else "parallel"),
         *f,
         *st,
         *lp,
