@@ -24,6 +24,7 @@ Conventions shared by all ensemble kernels (SCIENCE.md §C12):
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -704,6 +705,12 @@ def philox_normal(index, seed, cycle, purpose, template, out):
     numbers do not depend on chunking or restarts. Box–Muller on Philox4x32-10 output.
     ``template`` only fixes the length ``k``.
     """
+    _philox_fill(index, seed, cycle, purpose, out)
+
+
+@njit
+def _philox_fill(index, seed, cycle, purpose, out):
+    """Fill ``out`` with the numbers of :func:`philox_normal` (no allocation)."""
     k = out.shape[0]
     k0 = seed & _MASK32
     k1 = ((seed >> 32) ^ (purpose * 0x85EBCA6B)) & _MASK32
@@ -744,6 +751,389 @@ def philox_normal_reference(index, seed, cycle, purpose, k):
     rad = np.sqrt(-2.0 * np.log(u1))
     z = np.stack([rad * np.cos(2 * np.pi * u2), rad * np.sin(2 * np.pi * u2)], axis=-1)
     return z.reshape((*index.shape, 2 * nb))[..., :k]
+
+
+# ------------------------------------------------ fused one-observation analysis
+# One observation per pixel (the common land-DA case) has a rank-one closed form for
+# both the EnKF and the ETKF: every state element ``j`` of a pixel is updated as
+#
+#     x_ij <- m_j + a (x_ij - m_j) + c_j v_i,    c_j = sum_k (x_kj - m_j) u_k,
+#
+# with per-pixel member vectors ``u`` (the observation anomalies) and ``v`` (the gain
+# applied to each member) and the anomaly factor ``a`` (the inflation; ``a = 0`` marks a
+# pixel without a used observation, whose forecast passes unchanged). ``one_obs_weights``
+# computes ``u, v, a`` and the screening diagnostics from the predicted observations in
+# one pass, drawing the EnKF perturbations itself from Philox (same numbers as
+# :func:`philox_normal`); ``apply_weights`` then updates each variable in its own layout
+# (no stacked copy of the state), with relaxation, bounds, the bound accounting and the
+# prior/posterior spread in the same pass. Neither allocates.
+MODE_ETKF, MODE_ENKF, MODE_ENKF_UNCENTRED = 0, 1, 2
+_TILE = 512  # pixels per cache tile of apply_weights (N x 512 x 8 B = 128 KiB for N = 32)
+
+
+@gufunc(
+    [
+        "void(float64[:,::1], float64[::1], float64[::1], int64[::1], float64, float64, int64,"
+        " int64, int64, int64, float64[:,::1], float64[:,::1], float64[::1], float64[::1],"
+        " float64[::1], int8[::1], int8[::1])"
+    ],
+    "(N,x),(x),(x),(x),(),(),(),(),(),()->(N,x),(N,x),(x),(x),(x),(x),(x)",
+)
+def _one_obs_weights_gu(
+    HE, y, R, pix, infl, gross, seed, cycle, purpose, mode, u, v, a, innov, expected, used, rej
+):
+    """Per-pixel weights of the one-observation EnKF/ETKF and the screening diagnostics.
+
+    Core dims: the ``N`` members and ``x`` pixels, C-contiguous (pixels innermost, so
+    the loops run along contiguous memory and vectorise; one call per block). Inputs per
+    pixel: ``HE`` (N) predicted observations, ``y`` the observation (NaN = none), ``R``
+    its error variance, ``pix`` the global pixel key of the random numbers; scalars
+    ``infl`` (inflation), ``gross`` (gross-error factor, ``inf`` = off), ``seed``,
+    ``cycle``, ``purpose`` (Philox key) and ``mode`` (0 = ETKF, 1 = EnKF with centred
+    perturbations, 2 = uncentred). Outputs per pixel ``u``, ``v``, ``a`` (see above),
+    ``innov`` (``y - mean(HE)`` where used, NaN otherwise), ``expected``
+    (``sqrt(var(HE) + R)``), ``used`` and ``rej`` (gross-error rejection). Same screening
+    as :func:`screen_observations`. The EnKF perturbations of pixel ``p`` are
+    ``philox_normal(pix[p], seed, cycle, purpose, N)``.
+    """
+    N, X = HE.shape
+    w = np.empty((7, X))  # per row, not per pixel
+    hb, yy, coef, dd, zmean, sd, ok_ = w[0], w[1], w[2], w[3], w[4], w[5], w[6]
+    for p in range(X):
+        hb[p] = 0.0
+        yy[p] = 0.0
+        zmean[p] = 0.0
+    for i in range(N):
+        for p in range(X):
+            hb[p] += HE[i, p]
+    for p in range(X):
+        hb[p] /= N
+    for i in range(N):
+        for p in range(X):
+            yy[p] += (HE[i, p] - hb[p]) ** 2
+    f2 = infl * infl
+    for p in range(X):
+        var = yy[p] / (N - 1.0)
+        d = y[p] - hb[p]
+        r_ = R[p]
+        valid = math.isfinite(y[p]) and math.isfinite(r_) and math.isfinite(hb[p])
+        expected[p] = math.sqrt(var + r_) if math.isfinite(r_) else np.nan
+        rejected = False
+        if valid and gross < np.inf:
+            rejected = not (abs(d) <= gross * math.sqrt(var + r_))
+        ok = valid and not rejected
+        used[p] = 1 if ok else 0
+        rej[p] = 1 if rejected else 0
+        innov[p] = d if ok else np.nan
+        a[p] = infl if ok else 0.0
+        ok_[p] = 1.0 if ok else 0.0
+        r = 1.0 / r_ if ok else 0.0
+        yyi = f2 * yy[p]
+        s = r * yyi
+        if mode == MODE_ETKF:
+            beta = 1.0 / math.sqrt(1.0 + s / (N - 1.0)) - 1.0
+            coef[p] = infl * beta / yyi if (ok and yyi > 0.0) else 0.0  # projection × infl
+            dd[p] = r * d / (N - 1.0 + s) if ok else 0.0  # mean weight
+        else:
+            coef[p] = f2 * r / ((N - 1.0) + s) if ok else 0.0
+            dd[p] = d if ok else 0.0
+            sd[p] = 1.0 / math.sqrt(r) if ok else 0.0
+    if mode == MODE_ETKF:
+        for i in range(N):
+            for p in range(X):
+                up = HE[i, p] - hb[p] if ok_[p] > 0.0 else 0.0
+                u[i, p] = up
+                v[i, p] = f2 * (dd[p] + coef[p] * up)
+        return
+    for p in range(X):
+        if ok_[p] > 0.0:
+            _philox_fill(pix[p], seed, cycle, purpose, v[:, p])  # z_i, then the gain
+        else:
+            for i in range(N):
+                v[i, p] = 0.0
+    if mode == MODE_ENKF:
+        for i in range(N):
+            for p in range(X):
+                zmean[p] += v[i, p]
+        for p in range(X):
+            zmean[p] /= N
+    for i in range(N):
+        for p in range(X):
+            up = HE[i, p] - hb[p] if ok_[p] > 0.0 else 0.0
+            u[i, p] = up
+            v[i, p] = coef[p] * (dd[p] + (v[i, p] - zmean[p]) * sd[p] - infl * up)
+
+
+def _c(x, dtype="f8"):
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def one_obs_weights(HE, y, R, pix, infl, gross, seed, cycle, purpose, mode, target="cpu"):
+    """Weights of the one-observation EnKF/ETKF (:func:`_one_obs_weights_gu`).
+
+    ``HE`` (N, x) members first, ``y``, ``R``, ``pix`` (x). Returns ``u``, ``v`` (N, x)
+    and ``a``, ``innov``, ``expected``, ``used``, ``rejected`` (x). Inputs that are not
+    C-contiguous are copied first (the kernel is compiled for contiguous memory).
+    """
+    HE = _c(HE)
+    X = HE.shape[1]
+    y, R = (_c(np.broadcast_to(z, (X,))) for z in (y, R))
+    pix = _c(np.broadcast_to(pix, (X,)), np.int64)
+    u, v = np.empty_like(HE), np.empty_like(HE)
+    rest = [np.empty(X), np.empty(X), np.empty(X), np.empty(X, "i1"), np.empty(X, "i1")]
+    with np.errstate(invalid="ignore"):  # NaN (masked) pixels stay NaN
+        _one_obs_weights_gu(
+            HE, y, R, pix, infl, gross, seed, cycle, purpose, mode, u, v, *rest, target=target
+        )
+    return (u, v, *rest)
+
+
+def apply_weights(E, u, v, a, rtpp=0.0, rtps=0.0, lo=-np.inf, hi=np.inf, target="cpu"):
+    """Update a state variable with the weights of :func:`one_obs_weights`.
+
+    ``E`` (N, L*q) members first (float32 or float64; ``L`` levels of ``q`` pixels),
+    ``u``, ``v`` (N, q), ``a`` (q), ``lo``/``hi`` broadcastable to (L*q,). Returns the
+    analysis (E's dtype), the prior and posterior spread and the bound change (L*q,).
+    See :func:`_apply_weights_gu`.
+    """
+    E = np.ascontiguousarray(E) if E.dtype in (np.float32, np.float64) else _c(E)
+    M = E.shape[1]
+    u, v = _c(u), _c(v)
+    if M % u.shape[1]:
+        raise ValueError(f"E has {M} elements per member, not a multiple of {u.shape[1]} pixels")
+    a = _c(np.broadcast_to(a, (u.shape[1],)))
+    lo, hi = (_c(np.broadcast_to(z, (M,))) for z in (lo, hi))
+    out = np.empty_like(E)
+    stats = [np.empty(M) for _ in range(3)]
+    with np.errstate(invalid="ignore"):  # NaN (masked) pixels stay NaN
+        _apply_weights_gu(E, u, v, a, rtpp, rtps, lo, hi, out, *stats, target=target)
+    return (out, *stats)
+
+
+def one_obs_weights_reference(HE, y, R, pix, infl, gross, seed, cycle, purpose, mode):
+    """NumPy reference of :func:`one_obs_weights` (batched over leading axes)."""
+    HE = np.asarray(HE, float)
+    y = np.asarray(y, float)
+    R = np.asarray(R, float)
+    N = HE.shape[-1]
+    d, rinv, used, rejected = screen_observations(HE[..., None], y[..., None], R[..., None], gross)
+    d, rinv, used, rejected = d[..., 0], rinv[..., 0], used[..., 0], rejected[..., 0]
+    hb = HE.mean(axis=-1)
+    with np.errstate(invalid="ignore"):
+        expected = np.sqrt(HE.var(axis=-1, ddof=1) + np.where(np.isfinite(R), R, np.nan))
+    u = HE - hb[..., None]
+    yy = (infl * u) ** 2
+    yy = yy.sum(axis=-1)
+    s = rinv * yy
+    if mode == MODE_ETKF:
+        beta = 1.0 / np.sqrt(1.0 + s / (N - 1.0)) - 1.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            proj = np.where(yy > 0, beta / np.where(yy > 0, yy, 1.0), 0.0)
+        wmean = rinv * d / (N - 1.0 + s)
+        v = infl**2 * (wmean[..., None] + proj[..., None] * infl * u)
+    else:
+        z = philox_normal_reference(np.broadcast_to(pix, hb.shape), seed, cycle, purpose, N)
+        if mode == MODE_ENKF:
+            z = z - z.mean(axis=-1, keepdims=True)
+        with np.errstate(divide="ignore"):
+            sd = np.where(rinv > 0, 1.0 / np.sqrt(np.where(rinv > 0, rinv, 1.0)), 0.0)
+        coef = infl**2 * rinv / ((N - 1.0) + s)
+        v = coef[..., None] * (d[..., None] + z * sd[..., None] - infl * u)
+    u = np.where(used[..., None], u, 0.0)
+    v = np.where(used[..., None], v, 0.0)
+    a = np.where(used, float(infl), 0.0)
+    innov = np.where(used, d, np.nan)
+    return u, v, a, innov, expected, used.astype("i1"), rejected.astype("i1")
+
+
+@njit
+def _clip(x, lo, hi):
+    if not (x >= lo):
+        x = lo
+    if not (x <= hi):
+        x = hi
+    return x
+
+
+@gufunc(
+    [
+        "void(float64[:,::1], float64[:,::1], float64[:,::1], float64[::1], float64, float64,"
+        " float64[::1], float64[::1], float64[:,::1], float64[::1], float64[::1], float64[::1])",
+        "void(float32[:,::1], float64[:,::1], float64[:,::1], float64[::1], float64, float64,"
+        " float64[::1], float64[::1], float32[:,::1], float64[::1], float64[::1], float64[::1])",
+    ],
+    "(N,m),(N,q),(N,q),(q),(),(),(m),(m)->(N,m),(m),(m),(m)",
+)
+def _apply_weights_gu(E, u, v, a, rtpp, rtps, lo, hi, out, sprior, spost, adj):
+    """Update one state variable of a block of pixels with :func:`one_obs_weights`.
+
+    ``E`` (N, m) is the variable in the model's own layout, members outermost and
+    ``m = L q`` elements: ``L`` levels (e.g. soil layers, 1 for a 2-D variable) of the
+    ``q`` pixels of ``u``, ``v`` (N, q) and ``a`` (q). Per element
+    ``out = mean + a (E - mean) + c v`` with ``c = sum (E - mean) u``, then RTPP/RTPS,
+    then the bounds ``[lo, hi]`` (m) (``-inf``/``inf`` = none; NaN stays NaN). ``a == 0``
+    keeps the forecast unchanged. Outputs the analysis (same layout), the prior and
+    posterior spread (standard deviation, ddof=1) and ``adj``, the member-mean change
+    made by the bounds. All arrays C-contiguous, elements innermost: two vectorised
+    passes over the members (one more with relaxation). ``E`` may be float32 (the
+    analysis then is float32; sums are float64).
+    """
+    M = E.shape[1]
+    Q = u.shape[1]
+    T = min(Q, _TILE)
+    w = np.empty((8, T))  # per block, not per pixel
+    s1, s2, su, sxu, c, fa, ma, cnt = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]
+    relax = rtpp != 0.0 or rtps != 0.0
+    # tiles of pixels, levels inside: the tile of E, u and v stays in cache between passes
+    for t0 in range(0, Q, T):
+        nt = min(T, Q - t0)
+        for lev in range(M // Q):
+            o = lev * Q + t0
+            _apply_tile(
+                E,
+                u,
+                v,
+                a,
+                rtpp,
+                rtps,
+                lo,
+                hi,
+                out,
+                sprior,
+                spost,
+                adj,
+                o,
+                t0,
+                nt,
+                relax,
+                s1,
+                s2,
+                su,
+                sxu,
+                c,
+                fa,
+                ma,
+                cnt,
+            )
+
+
+@njit
+def _apply_tile(
+    E,
+    u,
+    v,
+    a,
+    rtpp,
+    rtps,
+    lo,
+    hi,
+    out,
+    sprior,
+    spost,
+    adj,
+    o,
+    t0,
+    nt,
+    relax,
+    s1,
+    s2,
+    su,
+    sxu,
+    c,
+    fa,
+    ma,
+    cnt,
+):
+    N = E.shape[0]
+    for p in range(nt):
+        s1[p] = 0.0
+        s2[p] = 0.0
+        su[p] = 0.0
+        sxu[p] = 0.0
+        ma[p] = 0.0
+        cnt[p] = 0.0
+    for i in range(N):
+        for p in range(nt):
+            dx = E[i, o + p] - E[0, o + p]
+            s1[p] += dx
+            s2[p] += dx * dx
+            su[p] += u[i, t0 + p]
+            sxu[p] += dx * u[i, t0 + p]
+    for p in range(nt):
+        dm = s1[p] / N
+        sf = max(s2[p] - s1[p] * dm, 0.0)
+        sprior[o + p] = math.sqrt(sf / (N - 1.0))
+        c[p] = sxu[p] - dm * su[p]
+        s1[p] = E[0, o + p] + dm  # the forecast mean
+        s2[p] = sf
+        fa[p] = a[t0 + p]
+    if relax:
+        for p in range(nt):
+            su[p] = 0.0
+            sxu[p] = 0.0
+        for i in range(N):
+            for p in range(nt):
+                xa = fa[p] * (E[i, o + p] - s1[p]) + c[p] * v[i, t0 + p]
+                su[p] += xa
+                sxu[p] += xa * xa
+        for p in range(nt):
+            if fa[p] == 0.0:
+                continue
+            m_ = su[p] / N
+            sa = max(sxu[p] - N * m_ * m_, 0.0)
+            if rtpp != 0.0:
+                f_, g_ = 1.0 - rtpp, rtpp
+            elif sa > 0.0:
+                f_ = rtps * (math.sqrt(s2[p]) - math.sqrt(sa)) / math.sqrt(sa) + 1.0
+                g_ = 0.0
+            else:
+                f_, g_ = 1.0, 0.0
+            # relaxed: mean + m_ + f_ (a dx + c v - m_) + g_ dx
+            ma[p] = m_ * (1.0 - f_)
+            fa[p] = f_ * fa[p] + g_
+            c[p] = f_ * c[p]
+    for p in range(nt):
+        su[p] = 0.0  # sum of the changes by the bounds
+        sxu[p] = 0.0  # shifted sum of the analysis
+        s2[p] = 0.0  # shifted sum of squares
+    for i in range(N):
+        for p in range(nt):
+            e = E[i, o + p]
+            x = s1[p] + ma[p] + fa[p] * (e - s1[p]) + c[p] * v[i, t0 + p]
+            x = e if a[t0 + p] == 0.0 else x
+            xc = x if x >= lo[o + p] else lo[o + p]
+            xc = xc if xc <= hi[o + p] else hi[o + p]
+            ok = x == x
+            xc = xc if ok else x
+            su[p] += xc - x if ok else 0.0
+            cnt[p] += 1.0 if ok else 0.0
+            out[i, o + p] = xc
+            dx = out[i, o + p] - E[0, o + p]
+            sxu[p] += dx
+            s2[p] += dx * dx
+    for p in range(nt):
+        adj[o + p] = su[p] / cnt[p] if cnt[p] > 0.0 else np.nan
+        spost[o + p] = math.sqrt(max(s2[p] - sxu[p] * sxu[p] / N, 0.0) / (N - 1.0))
+
+
+def apply_weights_reference(E, u, v, a, rtpp=0.0, rtps=0.0, lo=-np.inf, hi=np.inf):
+    """NumPy reference of :func:`apply_weights` (member axis last, batched)."""
+    E = np.asarray(E, float)
+    a = np.asarray(a, float)[..., None]
+    m = E.mean(axis=-1, keepdims=True)
+    c = ((E - m) * u).sum(axis=-1, keepdims=True)
+    Ea = m + a * (E - m) + c * v
+    Ea = relax_reference(E[..., None], Ea[..., None], rtpp, rtps)[..., 0]
+    Ea = np.where(a == 0.0, E, Ea)
+    lo = np.asarray(lo, float)[..., None]
+    hi = np.asarray(hi, float)[..., None]
+    clipped = np.where(Ea >= lo, Ea, lo)
+    clipped = np.where(clipped <= hi, clipped, hi)
+    clipped = np.where(np.isnan(Ea), np.nan, clipped)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        adj = np.nanmean(clipped - Ea, axis=-1)
+    return clipped, E.std(axis=-1, ddof=1), clipped.std(axis=-1, ddof=1), adj
 
 
 # ------------------------------------------------------------ sigma-point filters

@@ -35,7 +35,15 @@ import xarray as xr
 from xldas._xr import add_history, apply_kernel, spatial_dims
 from xldas.errors import DimensionError, FilterError, ObservationError
 from xldas.filters import _kernels as K
-from xldas.filters.methods import LETKF, PF, _SigmaPointFilter, get_filter, prepare_observations
+from xldas.filters.methods import (
+    ETKF,
+    LETKF,
+    PF,
+    EnKF,
+    _SigmaPointFilter,
+    get_filter,
+    prepare_observations,
+)
 from xldas.units import conversion
 
 __all__ = ["assimilate", "stack_state", "state_variables", "unstack_state"]
@@ -509,6 +517,13 @@ def assimilate(
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**62))
 
+    # one observation per pixel on CPU: fused kernels without a stacked state copy
+    # (CuPy ensembles take the stacked path, whose blocks dispatch to the CUDA kernels)
+    if type(filt) in (EnKF, ETKF) and filt.engine == "numba" and array_backend(ens) == "numpy":
+        fused = _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds)
+        if fused is not None:
+            return _finish(ens, filt, seed, cycle, *fused, return_diagnostics)
+
     diag = {}
     E, layout = stack_state(ens, names)
     w_prior = w_post = None
@@ -641,6 +656,198 @@ def assimilate(
         diag[f"spread_prior_{name}"] = _spread(ens[name], w_prior)
         diag[f"spread_posterior_{name}"] = _spread(out[name], w_post)
     dds = xr.Dataset(diag)
+    dds.attrs["filter"] = repr(filt)
+    return out, add_history(dds, f"assimilate diagnostics: {type(filt).__name__}")
+
+
+# ------------------------------------------------ fused one-observation path
+def _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds):
+    """EnKF/ETKF analysis with one observation per pixel, without a stacked state.
+
+    Two kernels: :func:`~xldas.filters._kernels.one_obs_weights` on the predicted
+    observations (screening, random numbers and diagnostics in one pass), then
+    :func:`~xldas.filters._kernels.apply_weights` once per state variable in its own
+    layout (update, relaxation, bounds, bound accounting and spreads in one pass).
+    Returns None when the observations are not one value per pixel (general path).
+    """
+    sdims = spatial_dims(ens)
+    pred, onames = _predicted(operator, ens, params)
+    if len(onames) != 1 or set(pred[onames[0]].dims) != {"member", *sdims}:
+        return None
+    name = onames[0]
+    y_ds, R_ds = _prepare_obs(obs, pred, onames, ens)
+    y, R = y_ds[name], R_ds[name]
+    HE = pred[name].astype("f8", copy=False)
+    if HE.chunks and len(HE.chunks[HE.dims.index("member")]) > 1:
+        HE = HE.chunk(member=-1)
+    mode = (
+        K.MODE_ETKF
+        if isinstance(filt, ETKF)
+        else K.MODE_ENKF
+        if filt.centred
+        else K.MODE_ENKF_UNCENTRED
+    )
+    u, v, a, innov, expected, used, rejected = apply_kernel(
+        partial(_weights_block, mode=mode),
+        HE,
+        y,
+        R,
+        _pixel_index(ens),
+        input_core_dims=[["member"], [], [], []],
+        output_core_dims=[["member"], ["member"], [], [], [], [], []],
+        output_dtypes=["f8", "f8", "f8", "f8", "f8", "i1", "i1"],
+        kwargs={
+            "infl": float(filt.inflation),
+            "gross": float(filt.gross_error),
+            "seed": int(seed),
+            "cycle": int(cycle),
+            "purpose": _PURPOSE["enkf"],
+        },
+    )
+    analysis, adjustments, spreads = {}, {}, {}
+    for vname in names:
+        orig = ens[vname]
+        lo, hi, has_bounds = _bound_arrays(vname, params, bounds, orig)
+        E = orig if orig.dtype in (np.float32, np.float64) else orig.astype("f8")
+        extra = [d for d in E.dims if d not in ("member", *sdims)]
+        if len(extra) > 1:
+            raise DimensionError(f"{vname} has dims {E.dims}; at most one besides space and member")
+        E = E.transpose("member", *extra, *sdims)
+        Ea, sp0, sp1, adj = apply_kernel(
+            partial(_apply_block, rtpp=float(filt.rtpp), rtps=float(filt.rtps)),
+            E,
+            u,
+            v,
+            a,
+            lo,
+            hi,
+            input_core_dims=[["member"], ["member"], ["member"], [], [], []],
+            output_core_dims=[["member"], [], [], []],
+            output_dtypes=[E.dtype, "f8", "f8", "f8"],
+        )
+        Ea = Ea.transpose(*orig.dims).astype(orig.dtype, copy=False)
+        Ea = Ea.assign_coords({c: orig.coords[c] for c in orig.coords})
+        Ea.attrs = dict(orig.attrs)
+        Ea.encoding = dict(orig.encoding)
+        analysis[vname] = Ea
+        units = orig.attrs.get("units", "")
+        for key, sp in ((f"spread_prior_{vname}", sp0), (f"spread_posterior_{vname}", sp1)):
+            spreads[key] = sp.assign_attrs(units=units, long_name=f"ensemble spread of {vname}")
+        if has_bounds:
+            if vname == "sm" and "dz" in ens.coords and "layer" in adj.dims:
+                adj = (adj * ens["dz"] * 1000.0).sum("layer")
+                units = "kg m-2"
+            elif "layer" in adj.dims:
+                adj = adj.sum("layer")
+            adj.attrs = {
+                "units": units,
+                "long_name": f"member-mean change of {vname} by the bounds after the analysis",
+            }
+            adjustments[f"bound_adjustment_{vname}"] = adj.drop_vars(
+                [c for c in adj.coords if c not in adj.dims], errors="ignore"
+            )
+    labels = [name]
+    ren = {"obs_variable": labels}
+    innov = innov.expand_dims(ren, axis=-1)
+    expected = expected.expand_dims(ren, axis=-1)
+    diag = {
+        "innovation": innov.assign_attrs(long_name="innovation y - H(x) of the ensemble mean"),
+        "innovation_expected_std": expected.assign_attrs(
+            long_name="expected innovation standard deviation sqrt(HPH^T + R)"
+        ),
+        "innovation_mean": innov.mean(sdims).assign_attrs(long_name="domain-mean innovation"),
+        "innovation_std": innov.std(sdims).assign_attrs(
+            long_name="domain standard deviation of the innovations"
+        ),
+        "n_used": used.astype("i4").assign_attrs(long_name="observations used"),
+        "n_rejected": rejected.astype("i4").assign_attrs(
+            long_name="observations rejected by the gross-error check"
+        ),
+    }
+    return analysis, adjustments, diag, spreads
+
+
+def _members_first(x):
+    """(..., N) block with member last → C-contiguous (N, prod(...)) (a view when possible)."""
+    x = np.moveaxis(x, -1, 0)
+    return np.ascontiguousarray(x).reshape(x.shape[0], -1)
+
+
+def _members_last(x2d, shape):
+    """Inverse of :func:`_members_first`: (N, prod(...)) → a (..., N) view."""
+    return np.moveaxis(x2d.reshape(shape[-1], *shape[:-1]), 0, -1)
+
+
+def _weights_block(HE, y, R, pix, *, mode, infl, gross, seed, cycle, purpose):
+    """Block of :func:`K.one_obs_weights`; blocks (..., N) in and out, members last."""
+    shape = HE.shape
+    y, R, pix = (np.broadcast_to(x, shape[:-1]).reshape(-1) for x in (y, R, pix))
+    _check_variances_1obs(R, np.isfinite(y))
+    with np.errstate(invalid="ignore"):
+        u, v, *rest = K.one_obs_weights(
+            _members_first(HE), y, R, pix, infl, gross, seed, cycle, purpose, mode
+        )
+    return (
+        _members_last(u, shape),
+        _members_last(v, shape),
+        *(r.reshape(shape[:-1]) for r in rest),
+    )
+
+
+def _apply_block(E, u, v, a, lo, hi, *, rtpp, rtps):
+    """Block of :func:`K.apply_weights`: ``E`` (..., sy, sx, N), ``u``/``v`` (sy, sx, N)."""
+    shape = E.shape
+    a = np.broadcast_to(a, shape[-3:-1]).reshape(-1) if len(shape) > 2 else a
+    lo, hi = (np.broadcast_to(x, shape[:-1]).reshape(-1) for x in (lo, hi))
+    with np.errstate(invalid="ignore"):
+        out, *stats = K.apply_weights(
+            _members_first(E), _members_first(u), _members_first(v), a, rtpp, rtps, lo, hi
+        )
+    return (_members_last(out, shape), *(x.reshape(shape[:-1]) for x in stats))
+
+
+def _check_variances_1obs(R, present):
+    bad = present & ~(R > 0)
+    if np.any(bad):
+        what = "missing (NaN)" if np.any(present & np.isnan(R)) else "not positive"
+        raise ObservationError(
+            f"observation-error variance R is {what} for {int(bad.sum())} present observation(s)"
+        )
+
+
+def _bound_arrays(name, params, bounds, orig):
+    """``(lo, hi, has_bounds)`` for :func:`apply_weights`: floats or aligned DataArrays."""
+    b = _bounds(name, params, bounds)
+    if b is None:
+        return -np.inf, np.inf, False
+    out = []
+    for val, inf in zip(b, (-np.inf, np.inf), strict=True):
+        val = params[val] if isinstance(val, str) else val
+        if val is None:
+            out.append(inf)
+        elif isinstance(val, xr.DataArray):
+            val = val.astype("f8")
+            idx = {
+                d: orig[d]
+                for d in val.dims
+                if d in val.indexes
+                and d in orig.indexes
+                and not val.indexes[d].equals(orig.indexes[d])
+            }
+            out.append(val.sel(idx) if idx else val)
+        else:
+            out.append(float(val))
+    return out[0], out[1], True
+
+
+def _finish(ens, filt, seed, cycle, analysis, adjustments, diag, spreads, return_diagnostics):
+    out = ens.copy()
+    for name, da in analysis.items():
+        out[name] = da
+    add_history(out, f"assimilate: {filt!r}, seed={seed}, cycle={cycle}")
+    if not return_diagnostics:
+        return out
+    dds = xr.Dataset({**adjustments, **diag, **spreads})
     dds.attrs["filter"] = repr(filt)
     return out, add_history(dds, f"assimilate diagnostics: {type(filt).__name__}")
 
