@@ -3,8 +3,8 @@
 Kernels are written once as plain Python loops over 1-D/2-D arrays that write into their
 last argument(s) (the ``out`` arrays), in the style of numbagg. :func:`gufunc` wraps such a
 function into an object that compiles it with :func:`numba.guvectorize` on first call, for
-the ``parallel`` CPU target (falling back to the serial ``cpu`` target if parallel
-compilation fails), and for ``cuda`` on request where numba-cuda and a GPU (or the CUDA
+the ``parallel`` CPU target for large batches and the serial ``cpu`` target for small ones
+(falling back to ``cpu`` if parallel compilation fails), and for ``cuda`` on request where numba-cuda and a GPU (or the CUDA
 simulator, ``NUMBA_ENABLE_CUDASIM=1``) are present. The original Python function stays
 available as ``.py_func`` for tests and debugging.
 
@@ -34,10 +34,14 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["available_targets", "gufunc", "njit"]
+__all__ = ["PARALLEL_MIN", "available_targets", "gufunc", "njit"]
+
+#: Loop iterations (e.g. pixels) from which a gufunc called without ``target=`` runs on
+#: the ``parallel`` target; smaller batches run serially (see :meth:`gufunc.default_target`).
+PARALLEL_MIN = 4096
 
 #: ``numba.njit`` with the options every scalar helper of xldas uses.
-njit = numba.njit(cache=False, fastmath=False, nogil=True, inline="never")
+njit = numba.njit(cache=True, fastmath=False, nogil=True, inline="never")
 
 
 def available_targets() -> tuple[str, ...]:
@@ -75,6 +79,7 @@ class gufunc:
         self._compiled: dict[str, Callable] = {}
         self._lock = threading.Lock()
         self.py_func: Callable | None = None
+        self._core_ndims: list[int] | None = None
 
     def __call__(self, *args, **kwargs):
         if self.py_func is None:  # used as decorator
@@ -84,8 +89,46 @@ class gufunc:
             self.__doc__ = func.__doc__
             self.__wrapped__ = func
             return self
-        target = kwargs.pop("target", "parallel")
+        target = kwargs.pop("target", None)
+        if target in (None, "parallel"):  # threads only where they pay off (same results)
+            target = self.default_target(args)
         return self.compile(target)(*args, **kwargs)
+
+    def default_target(self, args) -> str:
+        """``"parallel"`` for at least :data:`PARALLEL_MIN` loop iterations, else ``"cpu"``.
+
+        Threads do not pay off for small batches, and the serial target is loaded from
+        numba's on-disk cache while a parallel gufunc's wrapper is rebuilt in every
+        process (about 2 s each): small runs (tests, dask tasks on small chunks) start
+        faster. ``XLDAS_NUMBA_TARGET`` (``cpu`` or ``parallel``) overrides the choice.
+        """
+        forced = os.environ.get("XLDAS_NUMBA_TARGET")
+        if forced in ("cpu", "parallel"):
+            return forced
+        if self._core_ndims is None:
+            ins = self.layout.split("->")[0]
+            self._core_ndims = [
+                0 if not g.strip() else g.count(",") + 1 for g in ins[1:-1].split("),(")
+            ]
+        loop = []
+        for arg, nc in zip(args, self._core_ndims, strict=False):
+            shape = np.shape(arg)
+            loop.append(shape[: len(shape) - nc] if len(shape) >= nc else ())
+        try:
+            size = int(np.prod(np.broadcast_shapes(*loop))) if loop else 1
+        except ValueError:  # let numpy raise its own error on the call
+            size = 1
+        return "parallel" if size >= PARALLEL_MIN else "cpu"
+
+    def _build(self, kw):
+        try:
+            return numba.guvectorize(self.signatures, self.layout, **kw)(self.py_func)
+        except RuntimeError as exc:  # no cache locator: defined in a REPL or a doctest
+            if "cannot cache" not in str(exc):
+                raise
+            return numba.guvectorize(self.signatures, self.layout, **{**kw, "cache": False})(
+                self.py_func
+            )
 
     def compile(self, target: str = "parallel") -> Callable:
         """Return the gufunc compiled for ``target`` (``parallel``, ``cpu`` or ``cuda``)."""
@@ -99,12 +142,16 @@ class gufunc:
 
                 fn = cuda.guvectorize(self.signatures, self.layout)(self.py_func)
             else:
-                kw = {"target": target}
+                # on-disk cache (``__pycache__`` next to the source, or numba's user-wide
+                # cache dir where that is read-only; ``NUMBA_CACHE_DIR`` overrides): fresh
+                # processes (``xldas run``, dask workers, Slurm jobs) load the machine code
+                # instead of compiling it again
+                kw = {"target": target, "cache": True}
                 if self.writable_args:
                     kw["writable_args"] = self.writable_args
                 if target == "parallel":
                     try:
-                        fn = numba.guvectorize(self.signatures, self.layout, **kw)(self.py_func)
+                        fn = self._build(kw)
                     except Exception as exc:  # pragma: no cover - depends on numba build
                         logger.warning(
                             "parallel compilation of %s failed (%s); using the serial target",
@@ -112,9 +159,9 @@ class gufunc:
                             exc,
                         )
                         kw["target"] = "cpu"
-                        fn = numba.guvectorize(self.signatures, self.layout, **kw)(self.py_func)
+                        fn = self._build(kw)
                 else:
-                    fn = numba.guvectorize(self.signatures, self.layout, **kw)(self.py_func)
+                    fn = self._build(kw)
             self._compiled[target] = fn
             return fn
 
