@@ -40,7 +40,7 @@ def _filter_case(m, seed=0):
     rng = np.random.default_rng(seed + m)
     P0, P1, N, n = 2, 3, 5, 4
     E = rng.normal(size=(P0, P1, N, n))
-    HE = E[..., :m] * 1.3 + rng.normal(scale=0.1, size=(P0, P1, N, m))
+    HE = E[..., [k % n for k in range(m)]] * 1.3 + rng.normal(scale=0.1, size=(P0, P1, N, m))
     y = rng.normal(size=(P0, P1, m))
     y[0, 0, :] = np.nan  # an unobserved pixel keeps its forecast
     y[1, 2, 0] = np.nan
@@ -87,7 +87,7 @@ def _simulator_results(path: str) -> None:
         res[f"land_{name}_dtypes"] = [g.dtype.name for g in got] == [r.dtype.name for r in ref]
         for k, g, r in zip(("sm", "ts", "swe", "cw", "et", "ro", "dr", "sn", "gm"), got, ref):
             res[f"land_{name}_{k}"] = _rel(g.copy_to_host(), r)
-    for m in (1, 3):
+    for m in (1, 3, 7):  # 7 > N: more observations than members
         E, HE, y, R, pix = _filter_case(m)
         for i, (method, kw) in enumerate(FILTER_CASES):
             filt = get_filter(method, **kw)
@@ -134,7 +134,7 @@ def test_land_step_cuda_kernel_equals_cpu(sim, dtype, tol):
     assert max(errs.values()) <= tol, errs
 
 
-@pytest.mark.parametrize("m", [1, 3])
+@pytest.mark.parametrize("m", [1, 3, 7])
 def test_enkf_etkf_cuda_kernels_equal_cpu(sim, m):
     for i, (method, _kw) in enumerate(FILTER_CASES):
         assert sim[f"{method}{i}_m{m}"] <= 1e-10, (method, _kw, sim[f"{method}{i}_m{m}"])
@@ -208,9 +208,9 @@ def test_kernels_compile_to_ptx(monkeypatch):
     head = (a(float64, 5), a(float64, 5), a(float64, 4), a(float64, 4))
     work = (a(float64, 5), a(int8, 3), a(float64, 2), a(float64, 2))
     sig = (*head, a(int64, 3), int64, int64, float64, boolean, float64, float64, float64)
-    sig += (*work, a(float64, 2), *(a(float64, 3),) * 3)
+    sig += (*work, a(float64, 2), *(a(float64, 3),) * 6)
     assert ".entry" in cuda.compile_ptx(enkf.py_func, sig, cc=(9, 0))[0]
-    sig = (*head, float64, float64, float64, float64, *work, *(a(float64, 3),) * 5)
+    sig = (*head, float64, float64, float64, float64, *work, *(a(float64, 3),) * 6)
     assert ".entry" in cuda.compile_ptx(etkf.py_func, sig, cc=(9, 0))[0]
 
 

@@ -12,13 +12,17 @@ Shared with the CPU kernels of :mod:`xldas.filters._kernels` (compiled as CUDA d
 functions by :func:`xldas._cuda.device_function`, not copied): the relaxation
 ``_relax_col`` and the Philox generator ``philox_normal``. The CPU analysis kernels
 allocate (``np.empty``, whole-array copies) and call ``np.linalg`` (``solve``,
-``eigh``), which numba's CUDA target lacks (no heap, no LAPACK); here the small
-per-pixel linear algebra is written by hand in preallocated work arrays (pixel
-innermost): a Cholesky solve of ``(N-1) I + Y R^-1 Y^T`` for the EnKF and a cyclic
-Jacobi eigen-decomposition of the same matrix for the ETKF transform. They serve any
-number of observations per pixel (one included, which the CPU computes in closed form:
-the same numbers to round-off). As on the CPU, a pixel without a used observation keeps
-its forecast (no inflation, no relaxation).
+``eigh``), which numba's CUDA target lacks (no heap, no LAPACK); here the per-pixel
+linear algebra is written by hand in preallocated work arrays (pixel innermost). Both
+analyses need functions of the ensemble-space matrix ``A = (N-1) I + Y R^-1 Y^T``
+(its inverse for the EnKF gain, its inverse square root for the ETKF transform). ``A``
+is ``(N-1) I`` plus a rank-``m`` term, so the kernels decompose the small (m, m) matrix
+``R^-1/2 Y^T Y R^-1/2`` with a cyclic Jacobi eigen-solver and apply ``f(A)`` in that
+low-rank form: O(N m (n + m)) work per pixel and no (N, N) matrix, instead of the
+O(N^3) ``solve``/``eigh`` of the CPU kernels (the same numbers to round-off: ``A`` has
+all eigenvalues >= N - 1). Any number of observations per pixel (one included, which
+the CPU computes in closed form). As on the CPU, a pixel without a used observation
+keeps its forecast (no inflation, no relaxation).
 
 Without a GPU form (the analysis of a CuPy-backed ensemble raises
 :class:`~xldas.errors.FilterError` naming the method; move the ensemble to the host with
@@ -80,7 +84,8 @@ def _screen(HE, y, R, gross, d, rinv):
         if present and not rk > 0.0:
             bad = 1
         innov = yk - hb
-        valid = present and math.isfinite(rk) and math.isfinite(hb)
+        # (a bad variance is also left unused: the block raises after the kernel)
+        valid = present and rk > 0.0 and math.isfinite(rk) and math.isfinite(hb)
         if valid and not math.isinf(gross):
             var = 0.0
             for i in range(N):
@@ -107,56 +112,6 @@ def _obs_anomalies(HE, infl, Y):
         hb /= N
         for i in range(N):
             Y[i, k] = infl * (HE[i, k] - hb)
-
-
-@cuda.jit(device=True)
-def _ensemble_space_matrix(Y, rinv, A):
-    """A = (N-1) I + Y diag(rinv) Y^T (only used observations)."""
-    N = Y.shape[0]
-    for a in range(N):
-        for b in range(a, N):
-            s = 0.0
-            for k in range(Y.shape[1]):
-                if rinv[k] > 0.0:
-                    s += Y[a, k] * rinv[k] * Y[b, k]
-            if a == b:
-                s += N - 1.0
-            A[a, b] = s
-            A[b, a] = s
-
-
-@cuda.jit(device=True)
-def _cholesky(A):
-    """In-place lower Cholesky factor of the SPD matrix A (upper triangle left as is)."""
-    N = A.shape[0]
-    for j in range(N):
-        s = A[j, j]
-        for k in range(j):
-            s -= A[j, k] * A[j, k]
-        ljj = math.sqrt(s)
-        A[j, j] = ljj
-        for i in range(j + 1, N):
-            t = A[i, j]
-            for k in range(j):
-                t -= A[i, k] * A[j, k]
-            A[i, j] = t / ljj
-
-
-@cuda.jit(device=True)
-def _cholesky_solve_columns(L, B):
-    """B <- (L L^T)^-1 B, column by column."""
-    N = L.shape[0]
-    for c in range(B.shape[1]):
-        for i in range(N):
-            t = B[i, c]
-            for k in range(i):
-                t -= L[i, k] * B[k, c]
-            B[i, c] = t / L[i, i]
-        for i in range(N - 1, -1, -1):
-            t = B[i, c]
-            for k in range(i + 1, N):
-                t -= L[k, i] * B[k, c]
-            B[i, c] = t / L[i, i]
 
 
 @cuda.jit(device=True)
@@ -223,71 +178,124 @@ def _keep_if_unobserved(E, rinv, out):
 
 
 @cuda.jit(device=True)
-def _enkf_general(E, d, rinv, eps, infl, rtpp, rtps, out, Y, A, B):
-    """Stochastic EnKF of one pixel (as ``enkf_general``); Y holds the obs anomalies.
+def _obs_space(Y, rinv, G, Vg, Q, lam):
+    """Low-rank form of ``A = (N-1) I + Y R^-1 Y^T`` from the (m, m) matrix ``G``.
 
-    ``eps`` is flat (member-major, ``eps[i*m + k]``).
+    With ``Ys = Y R^-1/2`` and ``G = Ys^T Ys = Vg diag(x) Vg^T`` (Jacobi), the columns
+    ``q_l = Ys v_l`` (|q_l|^2 = x_l) give ``f(A) = f(N-1) I + sum_l (f(N-1+x_l) -
+    f(N-1)) / x_l q_l q_l^T`` for any function ``f``. Writes ``Q`` (N, m) and the
+    eigenvalues ``x`` into ``lam`` (m).
+    """
+    N = Y.shape[0]
+    m = Y.shape[1]
+    for k in range(m):
+        for e in range(k, m):
+            s = 0.0
+            for a in range(N):
+                s += Y[a, k] * Y[a, e]
+            s *= math.sqrt(rinv[k]) * math.sqrt(rinv[e])
+            G[k, e] = s
+            G[e, k] = s
+    _jacobi_eigen(G, Vg, JACOBI_SWEEPS)
+    for e in range(m):
+        lam[e] = max(G[e, e], 0.0)  # G is semi-definite: clip round-off
+    for a in range(N):
+        for e in range(m):
+            s = 0.0
+            for k in range(m):
+                s += Y[a, k] * math.sqrt(rinv[k]) * Vg[k, e]
+            Q[a, e] = s
+
+
+@cuda.jit(device=True)
+def _enkf(E, d, rinv, eps, infl, rtpp, rtps, out, Y, G, Vg, Q, vN, vm):
+    """Stochastic EnKF of one pixel in observation space (= ``enkf_general``).
+
+    ``x_i <- m + X'_i + sum_k h_k (d_k + eps_ik - Y_ik)`` with ``h = R^-1 Y^T A^-1 X'``
+    per state element, ``A^-1`` in its low-rank form (:func:`_obs_space`); ``eps`` is
+    flat (member-major, ``eps[i*m + k]``). O(N m (n + m)) per pixel, no (N, N) matrix.
     """
     N = E.shape[0]
     m = Y.shape[1]
-    _ensemble_space_matrix(Y, rinv, A)
-    for a in range(N):
-        for b in range(N):
-            t = 0.0
-            for k in range(m):
-                if rinv[k] > 0.0:
-                    t += Y[a, k] * rinv[k] * (d[k] + eps[b * m + k] - Y[b, k])
-            B[a, b] = t
-    _cholesky(A)
-    _cholesky_solve_columns(A, B)
+    a = N - 1.0
+    _obs_space(Y, rinv, G, Vg, Q, vm[0])
+    for e in range(m):  # (f(a+x) - f(a)) / x for f = 1/x
+        vm[0, e] = -1.0 / (a * (a + vm[0, e]))
     for j in range(E.shape[1]):
         mj = 0.0
         for i in range(N):
             mj += E[i, j]
         mj /= N
+        for e in range(m):
+            s = 0.0
+            for b in range(N):
+                s += Q[b, e] * infl * (E[b, j] - mj)
+            vm[1, e] = vm[0, e] * s
+        for b in range(N):  # z = A^-1 X'
+            s = infl * (E[b, j] - mj) / a
+            for e in range(m):
+                s += Q[b, e] * vm[1, e]
+            vN[0, b] = s
+        for k in range(m):
+            s = 0.0
+            if rinv[k] > 0.0:
+                for b in range(N):
+                    s += vN[0, b] * Y[b, k]
+            vm[2, k] = s * rinv[k]
         for i in range(N):
             acc = mj + infl * (E[i, j] - mj)
-            for a in range(N):
-                acc += infl * (E[a, j] - mj) * B[a, i]
+            for k in range(m):
+                if rinv[k] > 0.0:
+                    acc += vm[2, k] * (d[k] + eps[i * m + k] - Y[i, k])
             out[i, j] = acc
         _relax(E, out, j, rtpp, rtps)
 
 
 @cuda.jit(device=True)
-def _etkf_general(E, d, rinv, infl, rtpp, rtps, out, Y, A, V, T, vec):
-    """ETKF (symmetric square root) of one pixel (as ``etkf_general``)."""
+def _etkf(E, d, rinv, infl, rtpp, rtps, out, Y, G, Vg, Q, vN, vm):
+    """ETKF (symmetric square root) of one pixel in observation space (= ``etkf_general``).
+
+    ``T = A^-1/2 sqrt(N-1) + A^-1 Y R^-1 d 1^T`` in the low-rank form of
+    :func:`_obs_space`, applied to each state element without forming ``T``.
+    """
     N = E.shape[0]
     m = Y.shape[1]
-    _ensemble_space_matrix(Y, rinv, A)
-    for a in range(N):
+    a = N - 1.0
+    _obs_space(Y, rinv, G, Vg, Q, vm[0])
+    for b in range(N):  # C d = Y R^-1 d
         s = 0.0
         for k in range(m):
-            s += Y[a, k] * rinv[k] * d[k]
-        vec[0, a] = s  # C d
-    _jacobi_eigen(A, V, JACOBI_SWEEPS)
-    for a in range(N):  # wbar = V diag(1/lam) V^T C d
-        s = 0.0
-        for e in range(N):
-            ve = 0.0
-            for b in range(N):
-                ve += V[b, e] * vec[0, b]
-            s += V[a, e] / A[e, e] * ve
-        vec[1, a] = s
-    for a in range(N):  # T = V diag(sqrt((N-1)/lam)) V^T + wbar 1^T
-        for c in range(N):
-            s = 0.0
-            for e in range(N):
-                s += V[a, e] * math.sqrt((N - 1.0) / A[e, e]) * V[c, e]
-            T[a, c] = s + vec[1, a]
+            s += Y[b, k] * rinv[k] * d[k]
+        vN[0, b] = s
+    for e in range(m):
+        x = vm[0, e]
+        qc = 0.0
+        for b in range(N):
+            qc += Q[b, e] * vN[0, b]
+        vm[1, e] = -1.0 / (a * (a + x)) * qc  # inverse: (f(a+x) - f(a)) / x, f = 1/x
+        vm[0, e] = -1.0 / (math.sqrt(a + x) * (math.sqrt(a) + math.sqrt(a + x)))  # root
+    for b in range(N):  # wbar = A^-1 C d
+        s = vN[0, b] / a
+        for e in range(m):
+            s += Q[b, e] * vm[1, e]
+        vN[1, b] = s
     for j in range(E.shape[1]):
         mj = 0.0
         for i in range(N):
             mj += E[i, j]
         mj /= N
+        shift = 0.0
+        for b in range(N):
+            shift += infl * (E[b, j] - mj) * vN[1, b]
+        for e in range(m):
+            s = 0.0
+            for b in range(N):
+                s += Q[b, e] * infl * (E[b, j] - mj)
+            vm[2, e] = vm[0, e] * s
         for i in range(N):
-            acc = mj
-            for a in range(N):
-                acc += infl * (E[a, j] - mj) * T[a, i]
+            acc = mj + shift + infl * (E[i, j] - mj)
+            for e in range(m):
+                acc += Q[i, e] * vm[2, e]
             out[i, j] = acc
         _relax(E, out, j, rtpp, rtps)
 
@@ -315,8 +323,11 @@ def _kernels():
         rinv,
         noise,
         Y,
-        A,
-        B,
+        G,
+        Vg,
+        Q,
+        vN,
+        vm,
     ):
         p = cuda.grid(1)
         n0, n1, n2 = bad.shape
@@ -352,10 +363,25 @@ def _kernels():
             return
         Yp = Y[:, :, p]
         _obs_anomalies(Hp, infl, Yp)
-        _enkf_general(Ep, dp, rp, z, infl, rtpp, rtps, Op, Yp, A[:, :, p], B[:, :, p])
+        _enkf(
+            Ep,
+            dp,
+            rp,
+            z,
+            infl,
+            rtpp,
+            rtps,
+            Op,
+            Yp,
+            G[:, :, p],
+            Vg[:, :, p],
+            Q[:, :, p],
+            vN[:, :, p],
+            vm[:, :, p],
+        )
 
     @cuda.jit
-    def etkf_kernel(E, HE, y, R, gross, infl, rtpp, rtps, out, bad, d, rinv, Y, A, V, T, vec):
+    def etkf_kernel(E, HE, y, R, gross, infl, rtpp, rtps, out, bad, d, rinv, Y, G, Vg, Q, vN, vm):
         p = cuda.grid(1)
         n0, n1, n2 = bad.shape
         if p >= n0 * n1 * n2:
@@ -376,8 +402,20 @@ def _kernels():
             return
         Yp = Y[:, :, p]
         _obs_anomalies(Hp, infl, Yp)
-        _etkf_general(
-            Ep, dp, rp, infl, rtpp, rtps, Op, Yp, A[:, :, p], V[:, :, p], T[:, :, p], vec[:, :, p]
+        _etkf(
+            Ep,
+            dp,
+            rp,
+            infl,
+            rtpp,
+            rtps,
+            Op,
+            Yp,
+            G[:, :, p],
+            Vg[:, :, p],
+            Q[:, :, p],
+            vN[:, :, p],
+            vm[:, :, p],
         )
 
     return enkf_kernel, etkf_kernel
@@ -433,20 +471,23 @@ def ensemble_block(E, HE, y, R, pix, *, filt, seed, cycle):
     bad = ops.empty(loop, np.int8)
     d = ops.empty((m, max(P, 1)), np.float64)
     rinv = ops.empty((m, max(P, 1)), np.float64)
-    Y = ops.empty((N, m, P), np.float64)
-    A = ops.empty((N, N, P), np.float64)
-    B = ops.empty((N, N, P), np.float64)
+    work = (
+        ops.empty((N, m, P), np.float64),  # Y: observation anomalies
+        ops.empty((m, m, P), np.float64),  # G
+        ops.empty((m, m, P), np.float64),  # its eigenvectors
+        ops.empty((N, m, P), np.float64),  # Q
+        ops.empty((2, N, P), np.float64),
+        ops.empty((3, m, P), np.float64),
+    )
     enkf_kernel, etkf_kernel = _kernels()
     a = (float(filt.inflation), float(filt.rtpp), float(filt.rtps))
     gross = float(filt.gross_error)
     if P and name == "enkf":
         noise = ops.empty((N * m, P), np.float64)
         args = (int(seed), int(cycle), gross, bool(filt.centred), *a)
-        launch(enkf_kernel, P, Ed, Hd, yd, Rd, pixd, *args, out, bad, d, rinv, noise, Y, A, B)
+        launch(enkf_kernel, P, Ed, Hd, yd, Rd, pixd, *args, out, bad, d, rinv, noise, *work)
     elif P:
-        T = ops.empty((N, N, P), np.float64)
-        vec = ops.empty((2, N, P), np.float64)
-        launch(etkf_kernel, P, Ed, Hd, yd, Rd, gross, *a, out, bad, d, rinv, Y, A, B, T, vec)
+        launch(etkf_kernel, P, Ed, Hd, yd, Rd, gross, *a, out, bad, d, rinv, *work)
     if P and ops.any(bad):
         raise ObservationError(
             "observation-error variance R is missing (NaN) or not positive for a present "
