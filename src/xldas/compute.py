@@ -240,8 +240,19 @@ def to_gpu(obj: xr.DataArray | xr.Dataset) -> xr.DataArray | xr.Dataset:
     """Move ``obj``'s data variables to the GPU (CuPy), lazily for dask data.
 
     Shorthand for ``to_backend(obj, "cupy")`` (the same as cupy-xarray's
-    ``ds.cupy.as_cupy()`` but keeping dask arrays lazy). The model step and the EnKF/ETKF
-    analyses then run their CUDA kernels, chosen per chunk from the chunk type.
+    ``ds.cupy.as_cupy()`` but keeping dask arrays lazy). Functions with a GPU form then
+    run their CUDA kernels, chosen per chunk from the chunk type (no global switch):
+
+    * :func:`xldas.models.step` (one thread per member and cell,
+      :mod:`xldas.models._cuda`);
+    * the EnKF and ETKF analyses of :func:`xldas.filters.assimilate` (one thread per
+      pixel, :mod:`xldas.filters._cuda`), observation screening and EnKF perturbations
+      included.
+
+    No GPU form (move the data back with ``to_backend(obj, "numpy")``): the LETKF, the
+    particle filter and the sigma-point filters (``assimilate`` raises
+    :class:`~xldas.errors.FilterError` for a CuPy-backed ensemble), and the forcing
+    perturbation of ensembles (:class:`~xldas.models.ForcingPerturbation`).
 
     Raises
     ------
