@@ -27,8 +27,13 @@ keeps its forecast (no inflation, no relaxation).
 Without a GPU form (the analysis of a CuPy-backed ensemble raises
 :class:`~xldas.errors.FilterError` naming the method; move the ensemble to the host with
 ``xldas.compute.to_backend(ens, "numpy")``): the LETKF (neighbourhood halos, NumPy
-geometry), the particle filter (resampling and the jitter's Cholesky with eigen fallback)
-and the sigma-point filters (batched QR/Cholesky updates in NumPy).
+geometry), the particle filter and the sigma-point filters (batched QR/Cholesky updates in
+NumPy). The particle filter's reweighting and resampling would port directly, but its
+jitter uses a lower square root of the weighted covariance that the CPU takes from an
+eigen-decomposition and a QR factorisation whenever a block holds a semi-definite
+covariance (routinely: a variable without spread, such as ``swe = 0`` in summer); such a
+factor is not unique (the jitter of one variable may be drawn from another variable's
+column), so a GPU implementation could not reproduce the CPU numbers.
 
 Results equal the CPU kernels to 1e-10 in float64 (``tests/test_cuda.py``).
 """
