@@ -75,7 +75,7 @@ def _simulator_results(path: str) -> None:
 
     assert cuda.jit.__module__.startswith("numba.cuda.simulator")
     res = {}
-    for dtype in (np.float64, np.float32):
+    for dtype in (np.float32, np.float64):  # float64 last: also used for the grid case
         f, s, p, dt = column_case(n=6, nt=5, seed=3, dtype=dtype)
         f = [x[None] for x in f]  # shared forcing (1, cell, t)
         s = [np.stack([x, x * 0.97 if x.ndim == 2 else x + 0.5]).astype(dtype) for x in s]
@@ -88,6 +88,14 @@ def _simulator_results(path: str) -> None:
         res[f"land_{name}_dtypes"] = [g.dtype.name for g in got] == [r.dtype.name for r in ref]
         for k, g, r in zip(("sm", "ts", "swe", "cw", "et", "ro", "dr", "sn", "gm"), got, ref):
             res[f"land_{name}_{k}"] = _rel(g.copy_to_host(), r)
+    # three loop dims (member, y, x): the 6 cells as a 2 x 3 grid
+    grid = [
+        x if i == 17 else x.reshape(*x.shape[:1], 2, 3, *x.shape[2:])
+        for i, x in enumerate((*f, *s, *p))
+    ]
+    ref = land_column(*grid, dt, 2.0, target="cpu")
+    got = _land_block(*[cuda.to_device(np.ascontiguousarray(x)) for x in grid], dt, 2.0)
+    res["land_grid"] = max(_rel(g.copy_to_host(), r) for g, r in zip(got, ref))
     for m in (1, 3, 7):  # 7 > N: more observations than members
         E, HE, y, R, pix = _filter_case(m)
         for i, (method, kw) in enumerate(FILTER_CASES):
@@ -163,6 +171,10 @@ def test_land_step_cuda_kernel_equals_cpu(sim, dtype, tol):
     errs = {k: v for k, v in sim.items() if k.startswith(f"land_{dtype}_") and isinstance(v, float)}
     assert len(errs) == 9
     assert max(errs.values()) <= tol, errs
+
+
+def test_land_step_cuda_kernel_three_loop_dims(sim):
+    assert sim["land_grid"] <= 1e-10  # float64
 
 
 @pytest.mark.parametrize("m", [1, 3, 7])
