@@ -52,6 +52,8 @@ __all__ = [
 
 #: filter methods the engine accepts (``none`` = open loop)
 FILTER_METHODS = ("none", "enkf", "etkf", "letkf", "ukf", "cdkf", "srukf", "srcdkf", "pf")
+#: filters that carry 2n+1 sigma points (``ensemble.members`` is then 2n+1)
+SIGMA_POINT_METHODS = ("ukf", "cdkf", "srukf", "srcdkf")
 #: observation operator types -> class name in :mod:`xldas.obs`
 OPERATORS = {
     "tau_omega": "TauOmega",
@@ -410,6 +412,19 @@ class Experiment(_Section):
     cluster: ClusterConfig = ClusterConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     spinup: SpinupConfig = SpinupConfig()
+
+    @model_validator(mode="after")
+    def _sigma_points(self):
+        if (
+            self.filter.method in SIGMA_POINT_METHODS
+            and self.ensemble.forcing_perturbation is not None
+        ):
+            raise ValueError(
+                f"filter.method {self.filter.method!r} propagates deterministic sigma points: set "
+                "ensemble.forcing_perturbation: null and give the model error as filter.Q "
+                "(variances per variable, e.g. {sm: 1.0e-5})"
+            )
+        return self
 
     # ------------------------------------------------------------ loading
     @classmethod

@@ -23,6 +23,7 @@ from xldas.filters.methods import (
     great_circle_distance,
     periodic_distance,
 )
+from xldas.filters.sigma import n_state_elements, sigma_point_ensemble
 
 __all__ = [
     "CDKF",
@@ -37,7 +38,9 @@ __all__ = [
     "assimilate",
     "get_filter",
     "great_circle_distance",
+    "n_state_elements",
     "periodic_distance",
+    "sigma_point_ensemble",
     "stack_state",
     "state_variables",
     "unstack_state",
