@@ -24,6 +24,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -40,8 +41,53 @@ __all__ = ["PARALLEL_MIN", "available_targets", "gufunc", "njit"]
 #: the ``parallel`` target; smaller batches run serially (see :meth:`gufunc.default_target`).
 PARALLEL_MIN = 4096
 
-#: ``numba.njit`` with the options every scalar helper of xldas uses.
-njit = numba.njit(cache=True, fastmath=False, nogil=True, inline="never")
+
+def _source_hash() -> str:
+    """Hash of numba's version and the content of every source file of xldas."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha1(numba.__version__.encode())
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        with contextlib.suppress(OSError):
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cache_dir(key: str) -> str | None:
+    """Numba cache folder keyed by :func:`_source_hash`, unless ``NUMBA_CACHE_DIR`` is set.
+
+    Numba checks a cached kernel only against its own file, not against the njit helpers
+    it inlines from other files: a stale entry could run old machine code, or crash.
+    Keying the folder by the content of every source file of the package makes any
+    change start a fresh cache; a kernel compiled by a process whose sources changed
+    after it started is not cached at all (see :meth:`gufunc._build`).
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return None
+    from pathlib import Path
+
+    import platformdirs
+
+    try:
+        # the user cache (not XLDAS_DATA_DIR, which tests and experiments redirect)
+        folder = Path(platformdirs.user_cache_dir("xldas")) / "numba-cache" / key
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # pragma: no cover - read-only home: numba's default places
+        return None
+    numba.config.CACHE_DIR = str(folder)
+    return str(folder)
+
+
+_SOURCE_KEY = _source_hash()
+#: Folder of numba's on-disk cache of the xldas kernels (None: ``NUMBA_CACHE_DIR``).
+CACHE_DIR = _cache_dir(_SOURCE_KEY)
+
+#: ``numba.njit`` with the options every scalar helper of xldas uses. Not cached by
+#: itself: a gufunc's cache entry holds the helpers it calls, compiled with it.
+njit = numba.njit(cache=False, fastmath=False, nogil=True, inline="never")
 
 
 def available_targets() -> tuple[str, ...]:
@@ -121,6 +167,10 @@ class gufunc:
         return "parallel" if size >= PARALLEL_MIN else "cpu"
 
     def _build(self, kw):
+        if kw.get("cache") and _source_hash() != _SOURCE_KEY:
+            # the sources changed since this process started: a cache entry written now
+            # could mix old and new code; compile without the cache
+            kw = {**kw, "cache": False}
         try:
             return numba.guvectorize(self.signatures, self.layout, **kw)(self.py_func)
         except RuntimeError as exc:  # no cache locator: defined in a REPL or a doctest
@@ -142,8 +192,7 @@ class gufunc:
 
                 fn = cuda.guvectorize(self.signatures, self.layout)(self.py_func)
             else:
-                # on-disk cache (``__pycache__`` next to the source, or numba's user-wide
-                # cache dir where that is read-only; ``NUMBA_CACHE_DIR`` overrides): fresh
+                # on-disk cache (:data:`CACHE_DIR`; ``NUMBA_CACHE_DIR`` overrides): fresh
                 # processes (``xldas run``, dask workers, Slurm jobs) load the machine code
                 # instead of compiling it again
                 kw = {"target": target, "cache": True}
