@@ -768,7 +768,7 @@ def philox_normal_reference(index, seed, cycle, purpose, k):
 # (no stacked copy of the state), with relaxation, bounds, the bound accounting and the
 # prior/posterior spread in the same pass. Neither allocates.
 MODE_ETKF, MODE_ENKF, MODE_ENKF_UNCENTRED = 0, 1, 2
-_TILE = 512  # pixels per cache tile of apply_weights (N x 512 x 8 B = 128 KiB for N = 32)
+_TILE = 256  # pixels per cache tile of apply_weights
 
 
 @gufunc(
@@ -974,146 +974,106 @@ def _apply_weights_gu(E, u, v, a, rtpp, rtps, lo, hi, out, sprior, spost, adj):
     then the bounds ``[lo, hi]`` (m) (``-inf``/``inf`` = none; NaN stays NaN). ``a == 0``
     keeps the forecast unchanged. Outputs the analysis (same layout), the prior and
     posterior spread (standard deviation, ddof=1) and ``adj``, the member-mean change
-    made by the bounds. All arrays C-contiguous, elements innermost: two vectorised
-    passes over the members (one more with relaxation). ``E`` may be float32 (the
-    analysis then is float32; sums are float64).
+    made by the bounds. All arrays C-contiguous, elements innermost; tiles of pixels are
+    turned member-innermost in cache, then two passes over each element's members with
+    register accumulators (one more with relaxation). ``E`` may be float32 (the analysis
+    is then rounded to float32; the arithmetic is float64).
     """
-    M = E.shape[1]
+    N, M = E.shape
     Q = u.shape[1]
     T = min(Q, _TILE)
-    w = np.empty((8, T))  # per block, not per pixel
-    s1, s2, su, sxu, c, fa, ma, cnt = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]
-    relax = rtpp != 0.0 or rtps != 0.0
-    # tiles of pixels, levels inside: the tile of E, u and v stays in cache between passes
+    # per tile of pixels: members made innermost in small scratch buffers (in cache), so
+    # that each pixel's members are contiguous; no allocation per pixel
+    Et = np.empty((T, N))
+    Ot = np.empty((T, N))
+    Ut = np.empty((T, N))
+    Vt = np.empty((T, N))
+    res = np.empty(3)
     for t0 in range(0, Q, T):
         nt = min(T, Q - t0)
+        for i in range(N):
+            for p in range(nt):
+                Ut[p, i] = u[i, t0 + p]
+                Vt[p, i] = v[i, t0 + p]
         for lev in range(M // Q):
             o = lev * Q + t0
-            _apply_tile(
-                E,
-                u,
-                v,
-                a,
-                rtpp,
-                rtps,
-                lo,
-                hi,
-                out,
-                sprior,
-                spost,
-                adj,
-                o,
-                t0,
-                nt,
-                relax,
-                s1,
-                s2,
-                su,
-                sxu,
-                c,
-                fa,
-                ma,
-                cnt,
-            )
+            for i in range(N):
+                for p in range(nt):
+                    Et[p, i] = E[i, o + p]
+            for p in range(nt):
+                _apply_pixel(
+                    Et[p], Ut[p], Vt[p], a[t0 + p], rtpp, rtps, lo[o + p], hi[o + p], Ot[p], res
+                )
+                sprior[o + p] = res[0]
+                spost[o + p] = res[1]
+                adj[o + p] = res[2]
+            for i in range(N):
+                for p in range(nt):
+                    out[i, o + p] = Ot[p, i]
 
 
 @njit
-def _apply_tile(
-    E,
-    u,
-    v,
-    a,
-    rtpp,
-    rtps,
-    lo,
-    hi,
-    out,
-    sprior,
-    spost,
-    adj,
-    o,
-    t0,
-    nt,
-    relax,
-    s1,
-    s2,
-    su,
-    sxu,
-    c,
-    fa,
-    ma,
-    cnt,
-):
+def _apply_pixel(E, u, v, ap, rtpp, rtps, lo, hi, out, res):
+    # one element, members contiguous: moments with register accumulators (shifted by
+    # the first member for stability), then update, bounds and posterior moments in one
+    # more pass (relaxation needs one pass more)
     N = E.shape[0]
-    for p in range(nt):
-        s1[p] = 0.0
-        s2[p] = 0.0
-        su[p] = 0.0
-        sxu[p] = 0.0
-        ma[p] = 0.0
-        cnt[p] = 0.0
+    x0 = E[0]
+    s1 = 0.0
+    s2 = 0.0
+    su = 0.0
+    sxu = 0.0
     for i in range(N):
-        for p in range(nt):
-            dx = E[i, o + p] - E[0, o + p]
-            s1[p] += dx
-            s2[p] += dx * dx
-            su[p] += u[i, t0 + p]
-            sxu[p] += dx * u[i, t0 + p]
-    for p in range(nt):
-        dm = s1[p] / N
-        sf = max(s2[p] - s1[p] * dm, 0.0)
-        sprior[o + p] = math.sqrt(sf / (N - 1.0))
-        c[p] = sxu[p] - dm * su[p]
-        s1[p] = E[0, o + p] + dm  # the forecast mean
-        s2[p] = sf
-        fa[p] = a[t0 + p]
-    if relax:
-        for p in range(nt):
-            su[p] = 0.0
-            sxu[p] = 0.0
+        dx = E[i] - x0
+        s1 += dx
+        s2 += dx * dx
+        su += u[i]
+        sxu += dx * u[i]
+    dm = s1 / N
+    sf = max(s2 - s1 * dm, 0.0)
+    res[0] = math.sqrt(sf / (N - 1.0))
+    c = sxu - dm * su
+    mj = x0 + dm
+    fa = ap
+    ma = 0.0
+    if (rtpp != 0.0 or rtps != 0.0) and ap != 0.0:
+        m_ = 0.0
+        sa = 0.0
         for i in range(N):
-            for p in range(nt):
-                xa = fa[p] * (E[i, o + p] - s1[p]) + c[p] * v[i, t0 + p]
-                su[p] += xa
-                sxu[p] += xa * xa
-        for p in range(nt):
-            if fa[p] == 0.0:
-                continue
-            m_ = su[p] / N
-            sa = max(sxu[p] - N * m_ * m_, 0.0)
-            if rtpp != 0.0:
-                f_, g_ = 1.0 - rtpp, rtpp
-            elif sa > 0.0:
-                f_ = rtps * (math.sqrt(s2[p]) - math.sqrt(sa)) / math.sqrt(sa) + 1.0
-                g_ = 0.0
-            else:
-                f_, g_ = 1.0, 0.0
-            # relaxed: mean + m_ + f_ (a dx + c v - m_) + g_ dx
-            ma[p] = m_ * (1.0 - f_)
-            fa[p] = f_ * fa[p] + g_
-            c[p] = f_ * c[p]
-    for p in range(nt):
-        su[p] = 0.0  # sum of the changes by the bounds
-        sxu[p] = 0.0  # shifted sum of the analysis
-        s2[p] = 0.0  # shifted sum of squares
+            xa = ap * (E[i] - mj) + c * v[i]
+            m_ += xa
+            sa += xa * xa
+        m_ /= N
+        sa = max(sa - N * m_ * m_, 0.0)
+        f_, g_ = 1.0, 0.0
+        if rtpp != 0.0:
+            f_, g_ = 1.0 - rtpp, rtpp
+        elif sa > 0.0:
+            f_ = rtps * (math.sqrt(sf) - math.sqrt(sa)) / math.sqrt(sa) + 1.0
+        # relaxed: mean + m_ + f_ (a dx + c v - m_) + g_ dx
+        ma = m_ * (1.0 - f_)
+        fa = f_ * ap + g_
+        c = f_ * c
+    tot = 0.0
+    cnt = 0.0
+    t1 = 0.0
+    t2 = 0.0
     for i in range(N):
-        for p in range(nt):
-            e = E[i, o + p]
-            x = s1[p] + ma[p] + fa[p] * (e - s1[p]) + c[p] * v[i, t0 + p]
-            x = e if a[t0 + p] == 0.0 else x
-            xc = x if x >= lo[o + p] else lo[o + p]
-            xc = xc if xc <= hi[o + p] else hi[o + p]
-            ok = x == x
-            xc = xc if ok else x
-            su[p] += xc - x if ok else 0.0
-            cnt[p] += 1.0 if ok else 0.0
-            out[i, o + p] = xc
-            dx = out[i, o + p] - E[0, o + p]
-            sxu[p] += dx
-            s2[p] += dx * dx
-    for p in range(nt):
-        adj[o + p] = su[p] / cnt[p] if cnt[p] > 0.0 else np.nan
-        spost[o + p] = math.sqrt(max(s2[p] - sxu[p] * sxu[p] / N, 0.0) / (N - 1.0))
+        e = E[i]
+        x = mj + ma + fa * (e - mj) + c * v[i]
+        x = e if ap == 0.0 else x
+        xc = x if x >= lo else lo
+        xc = xc if xc <= hi else hi
+        ok = x == x
+        xc = xc if ok else x
+        tot += xc - x if ok else 0.0
+        cnt += 1.0 if ok else 0.0
+        out[i] = xc
+        dx = xc - x0
+        t1 += dx
+        t2 += dx * dx
+    res[2] = tot / cnt if cnt > 0.0 else np.nan
+    res[1] = math.sqrt(max(t2 - t1 * t1 / N, 0.0) / (N - 1.0))
 
 
 def apply_weights_reference(E, u, v, a, rtpp=0.0, rtps=0.0, lo=-np.inf, hi=np.inf):
