@@ -15,6 +15,23 @@ For each analysis time ``t_k = start + k * cycle`` (k = 1, 2, ...):
    exists; diagnostics; optional fluxes) and the **checkpoint** are committed atomically
    (:class:`xldas.cycle.store.CycleStore`).
 
+**Out of core.** Without a Dask client, a cluster or ``output.chunks`` (small in-process
+runs) a cycle is computed with NumPy end to end. Otherwise it is one lazy graph per cycle,
+evaluated by the commit: the store tasks write each spatial chunk of the analysis, of the
+outputs and of the checkpoint as soon as it is computed, and the next cycle reads the
+checkpoint back lazily; peak memory is a few chunks per worker thread whatever the domain
+size, and the graph grows linearly with the number of chunks (``tests/test_scale.py``).
+
+**Precision.** The carried state is float32: ``sm``, ``tsoil``, ``swe``, ``canopy_water``
+and the AR(1) forcing-perturbation states ``pert_*`` (standard normals) are stored and
+reloaded in float32 (7 significant digits: far below their errors). float64 is kept where
+it matters: inside the land-model kernel (its local water and energy balance, parameters
+and fluxes, so that budgets close to round-off), inside the filters (the state is stacked
+in float64 for the ensemble covariances and the eigen/Cholesky decompositions of the
+transforms, which lose positive definiteness in float32 for ensembles of 30+ members),
+particle / sigma-point ``weight`` (tiny weights underflow in float32), augmented
+parameters (their dtype is the parameters'), checksums and the spread statistics' sums.
+
 Randomness is keyed by (seed, cycle index, purpose), so a resumed run reproduces an
 uninterrupted one exactly. Cycles already committed are never recomputed (idempotence).
 
@@ -41,11 +58,23 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xldas.cycle.config import OBSERVATION_UNITS, OPERATORS, Experiment, ObservationConfig
+from xldas.cycle.config import (
+    OBSERVATION_UNITS,
+    OPERATORS,
+    SIGMA_POINT_METHODS,
+    Experiment,
+    ObservationConfig,
+)
 from xldas.cycle.store import CycleStore, _fault
-from xldas.errors import CheckpointError, ConfigError, ForcingError, StoreError
+from xldas.errors import (
+    CheckpointError,
+    ConfigError,
+    ForcingError,
+    StoreError,
+    UnknownOptionError,
+)
 
-__all__ = ["CycleReport", "catch_up", "ensemble_stats", "follow", "run"]
+__all__ = ["CycleReport", "carried_state", "catch_up", "ensemble_stats", "follow", "run"]
 
 log = logging.getLogger("xldas.cycle")
 
@@ -105,6 +134,26 @@ def _seed(seed: int, cycle: int, purpose: int) -> int:
 _PURPOSE = {"init": 1, "forcing": 2, "analysis": 3}
 
 
+#: variables carried (checkpointed) in float32, see "Precision" in the module docstring
+_FLOAT32_STATE = ("sm", "tsoil", "swe", "canopy_water")
+
+
+def carried_state(ens: xr.Dataset) -> xr.Dataset:
+    """The ensemble as it is checkpointed: model state and ``pert_*`` in float32.
+
+    Sigma-point sets (with ``weight_cov``) stay float64: their weighted moments cancel
+    weights of opposite sign (for the UKF with a small α, of order ±10⁶), which float32
+    rounding of the points would turn into errors of order 10⁻² m3 m-3.
+    """
+    out = ens.copy()
+    if "weight_cov" in out:
+        return out
+    for v in out.data_vars:
+        if (v in _FLOAT32_STATE or str(v).startswith("pert_")) and out[v].dtype == np.float64:
+            out[v] = out[v].astype(np.float32)
+    return out
+
+
 def ensemble_stats(ens: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
     """Ensemble mean and spread of every state variable, weighted when ``weight`` exists.
 
@@ -126,7 +175,9 @@ def ensemble_stats(ens: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
         if w is not None:
             ww = w / w.sum("member")
             m = (ww * x).sum("member")
-            s = np.sqrt((ww * (x - m) ** 2).sum("member"))
+            # sigma points: covariance weights (some negative: a round-off negative is 0)
+            wc = ens["weight_cov"] / w.sum("member") if "weight_cov" in ens else ww
+            s = np.sqrt(np.maximum((wc * (x - m) ** 2).sum("member"), 0.0))
             how = "weighted"
         else:
             m = x.mean("member")
@@ -198,10 +249,24 @@ class Sources:
     # -- demo tree ---------------------------------------------------------
     @property
     def tree(self):
+        """The demo domain: the Heihe twin experiment (cached store) or, with
+        ``demo: {domain: pan_tp, ...}``, the lazily generated Pan-Third-Pole domain."""
         if self._tree is None:
-            from xldas.demo import heihe_osse
+            args = dict(self.exp.demo)
+            domain = args.pop("domain", "heihe")
+            if domain == "pan_tp":
+                from xldas.demo import pan_tp
 
-            self._tree = heihe_osse(**self.exp.demo)
+                chunks = dict(self.exp.output.chunks or {})
+                if "chunks" not in args and chunks:
+                    args["chunks"] = {d: c for d, c in chunks.items() if d in ("lat", "lon")}
+                self._tree = pan_tp(**args)
+            elif domain == "heihe":
+                from xldas.demo import heihe_osse
+
+                self._tree = heihe_osse(**args)
+            else:
+                raise UnknownOptionError("demo.domain", domain, ("heihe", "pan_tp"))
         return self._tree
 
     def _group(self, name: str) -> xr.Dataset:
@@ -523,7 +588,12 @@ class Engine:
         if eager is None:
             # small in-process runs: NumPy end to end (no task-graph overhead); with a Dask
             # client, a cluster or spatial chunks: lazy, chunked, streamed
-            eager = exp.cluster.type == "none" and not exp.output.chunks and _no_client()
+            eager = (
+                exp.cluster.type == "none"
+                and not exp.output.chunks
+                and exp.demo.get("domain", "heihe") != "pan_tp"  # generated lazily per chunk
+                and _no_client()
+            )
         self.sources = Sources(exp, eager=eager)
         self.obs = [ObservationSource(o, self.sources, exp) for o in exp.observations]
         self.filter = None if exp.filter.method == "none" else self._make_filter()
@@ -562,7 +632,7 @@ class Engine:
         else:
             from xldas.models import initial_state
 
-            state = initial_state(params)
+            state = initial_state(params, dtype=np.float32)
         if self.exp.spinup.enabled:
             state = self._spinup(state, params)
         if "time" in state.coords:
@@ -606,17 +676,38 @@ class Engine:
     def initial_ensemble(self) -> xr.Dataset:
         state = self.initial_state()
         ens_cfg = self.exp.ensemble
-        ens = state.ldas.perturb(
-            ens_cfg.members,
-            forcing_perturbation=self.perturbation,
-            parameter_perturbation=ens_cfg.parameter_perturbation or None,
-            params=self.sources.params,
-            state_perturbation=ens_cfg.state_perturbation or None,
-            seed=_seed(ens_cfg.seed, 0, _PURPOSE["init"]),
-        )
+        if self.exp.filter.method in SIGMA_POINT_METHODS:
+            ens = self._sigma_point_ensemble(state)
+        else:
+            ens = state.ldas.perturb(
+                ens_cfg.members,
+                forcing_perturbation=self.perturbation,
+                parameter_perturbation=ens_cfg.parameter_perturbation or None,
+                params=self.sources.params,
+                state_perturbation=ens_cfg.state_perturbation or None,
+                seed=_seed(ens_cfg.seed, 0, _PURPOSE["init"]),
+            )
+        ens = carried_state(ens)
         if self.sources.eager:
             return ens.load()
         return ens.chunk({"member": -1})
+
+    def _sigma_point_ensemble(self, state: xr.Dataset) -> xr.Dataset:
+        """The 2n+1 sigma points of the initial state (``ensemble.state_perturbation``
+        as the initial standard deviations); ``ensemble.members``, if set, must be 2n+1."""
+        from xldas.filters import n_state_elements, sigma_point_ensemble
+
+        n = n_state_elements(state)
+        ens_cfg = self.exp.ensemble
+        if "members" in ens_cfg.model_fields_set and ens_cfg.members != 2 * n + 1:
+            raise ConfigError(
+                f"ensemble.members: {self.exp.filter.method} carries 2n+1 = {2 * n + 1} sigma "
+                f"points for the n = {n} state elements per pixel; got {ens_cfg.members} "
+                "(leave ensemble.members out to use 2n+1)"
+            )
+        return sigma_point_ensemble(
+            state, self.filter, std=ens_cfg.state_perturbation, params=self.sources.params
+        )
 
     def forecast(self, ens: xr.Dataset, cycle: int, t0, t1) -> tuple[xr.Dataset, xr.Dataset | None]:
         forcing = self.sources.forcing_window(t0, t1)
@@ -746,7 +837,7 @@ class Engine:
         if fluxes is not None:
             fm, _ = ensemble_stats(fluxes)
             outputs["fluxes"] = fm.mean("time", keep_attrs=True) if "time" in fm.dims else fm
-        return analysis, outputs
+        return carried_state(analysis), outputs
 
     # -- the loop --------------------------------------------------------------
     def _start(self, store: CycleStore) -> tuple[xr.Dataset, int, pd.Timestamp]:
@@ -761,7 +852,8 @@ class Engine:
                 return self._reload(store), 0, t0
             try:
                 ens = store.load_checkpoint(verify=self.exp.checkpoint.verify)
-                return (ens.load() if self.sources.eager else ens), info.cycle, info.time
+                ens = ens.load() if self.sources.eager else _one_member_chunk(ens)
+                return ens, info.cycle, info.time
             except CheckpointError as exc:
                 log.error("%s", exc)
                 log.error("resuming from the previous committed cycle")
@@ -769,7 +861,7 @@ class Engine:
 
     def _reload(self, store: CycleStore) -> xr.Dataset:
         ens = store.load_checkpoint(verify=False)
-        return ens.load() if self.sources.eager else ens
+        return ens.load() if self.sources.eager else _one_member_chunk(ens)
 
     def run(self, until: pd.Timestamp | None = None, realtime: bool = False) -> CycleReport:
         exp = self.exp
@@ -836,6 +928,7 @@ class Engine:
                         store.last_outputs if hasattr(store, "last_outputs") else outputs,
                         _time.perf_counter() - wall,
                     )
+                    rec["tasks"] = store.last_graph_size
                     report.records.append(rec)
                     report.cycles_run.append(k)
                     report.times_run.append(t)
@@ -922,6 +1015,14 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover - distributed is a dependency
         pass
     return tuple(errors)
+
+
+def _one_member_chunk(ens: xr.Dataset) -> xr.Dataset:
+    """The stored ensemble with ``member`` (and ``layer``) in one chunk each, as the model
+    step and the filters need; spatial chunks are the store's."""
+    need = {d: -1 for d in ("member", "layer") if d in ens.dims}
+    lazy = any(v.chunks is not None for v in ens.data_vars.values())
+    return ens.chunk(need) if lazy else ens
 
 
 def _no_client() -> bool:

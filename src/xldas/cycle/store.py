@@ -212,16 +212,24 @@ def _is_repo(path: Path) -> bool:
     )
 
 
+def _checksum_parts(ds: xr.Dataset) -> list:
+    """Lazy reductions behind :func:`checksums` (to evaluate with the rest of a graph)."""
+    parts = []
+    for v in sorted(ds.data_vars):
+        a = ds[v].astype("float64")
+        parts.append(a.where(np.isfinite(a)).sum().data)
+        parts.append((~np.isfinite(a)).sum().data)
+    return parts
+
+
+def _checksums_from_parts(ds: xr.Dataset, values) -> dict[str, list[float]]:
+    names = sorted(ds.data_vars)
+    return {v: [float(values[2 * i]), float(values[2 * i + 1])] for i, v in enumerate(names)}
+
+
 def checksums(ds: xr.Dataset) -> dict[str, list[float]]:
     """Per-variable [sum of finite values (float64), number of non-finite values]."""
-    names = sorted(ds.data_vars)
-    parts = []
-    for v in names:
-        a = ds[v].astype("float64")
-        parts.append(a.where(np.isfinite(a)).sum())
-        parts.append((~np.isfinite(a)).sum())
-    values = dask.compute(*parts)
-    return {v: [float(values[2 * i]), float(values[2 * i + 1])] for i, v in enumerate(names)}
+    return _checksums_from_parts(ds, dask.compute(*_checksum_parts(ds)))
 
 
 def _encode_time(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
@@ -248,7 +256,7 @@ def _strip_history(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def _harmonise(ds: xr.Dataset, session, group: str) -> xr.Dataset:
+def _harmonise(ds: xr.Dataset, store, group: str) -> xr.Dataset:
     """Make ``ds`` fit the variables already in ``group`` before an append.
 
     A variable stored earlier but absent now is filled (NaN, or 0 for integer counts); a
@@ -258,7 +266,7 @@ def _harmonise(ds: xr.Dataset, session, group: str) -> xr.Dataset:
     """
     import zarr
 
-    g = zarr.open_group(session.store, path=group, mode="a", zarr_format=3)
+    g = zarr.open_group(store, path=group, mode="a", zarr_format=3)
     stored = {name: arr for name, arr in g.arrays()}
     ntime = stored["time"].shape[0]
     for name, arr in stored.items():
@@ -284,7 +292,13 @@ def _harmonise(ds: xr.Dataset, session, group: str) -> xr.Dataset:
         arr = g.create_array(
             name,
             shape=(ntime, *[da.sizes[d] for d in other]),
-            chunks=(1, *[da.sizes[d] for d in other]),
+            chunks=(
+                1,
+                *[
+                    da.chunks[da.dims.index(d)][0] if da.chunks is not None else da.sizes[d]
+                    for d in other
+                ],
+            ),
             dtype=da.dtype,
             fill_value=np.nan if floating else 0,
             dimension_names=("time", *other),
@@ -327,6 +341,8 @@ class CycleStore:
         self.name = name
         self.lock = WriterLock(self.path)
         self.repo = None
+        #: tasks in the graph of the last streamed commit (None for in-memory commits)
+        self.last_graph_size: int | None = None
 
     # ---------------------------------------------------------------- open
     def __enter__(self):
@@ -510,42 +526,16 @@ class CycleStore:
         existing = self.output_times()
         if outputs and time in existing:
             raise StoreError(f"store {self.path} already holds time {time}; not duplicating it")
-        outputs = dict(outputs or {})
-        names = list(outputs)
-        # optimize_graph=False: graph optimisation of several collections sharing persisted
-        # keys drops dependencies (dask 2026.8, "Missing dependency")
-        computed = dask.compute(checkpoint, *[outputs[g] for g in names], optimize_graph=False)
-        checkpoint = _strip_history(computed[0])
-        outputs = {g: _strip_history(ds) for g, ds in zip(names, computed[1:])}
-        session = self.repo.writable_session(_BRANCH)
-        for group, ds in outputs.items():
-            ds = ds.drop_vars("time", errors="ignore").expand_dims(time=[time.to_datetime64()])
-            if self.open(group) is None:
-                enc = _encode_time(ds)
-                for v in ds.data_vars:
-                    chunks = tuple(1 if d == "time" else s for d, s in zip(ds[v].dims, ds[v].shape))
-                    enc.setdefault(v, {})["chunks"] = chunks
-                ds.to_zarr(session.store, group=group, mode="w-", encoding=enc, **_ZARR_KW)
-            else:
-                ds = _harmonise(ds, session, group)
-                ds.to_zarr(session.store, group=group, append_dim="time", **_ZARR_KW)
-            _fault("write", cycle)
-        sums = checksums(checkpoint)
-        ck = checkpoint.copy()
-        ck.attrs.update(
-            {
-                "cycle": int(cycle),
-                "time": time.isoformat(),
-                "checksums": json.dumps(sums),
-                "config_hash": self.config_hash,
-            }
-        )
-        if "time" in ck.coords:
-            ck = ck.drop_vars("time")
-        for v in ck.variables:
-            ck[v].encoding = {}
-        ck.to_zarr(session.store, group="checkpoint", mode="w", **_ZARR_KW)
+        outputs = {g: _strip_history(ds) for g, ds in (outputs or {}).items()}
+        checkpoint = _strip_history(checkpoint)
+        lazy = any(dask.is_dask_collection(ds) for ds in (checkpoint, *outputs.values()))
+        if lazy:
+            session, sums, small = self._write_streaming(cycle, time, checkpoint, outputs)
+        else:
+            self.last_graph_size = None
+            session, sums, small = self._write_in_memory(cycle, time, checkpoint, outputs)
         root = zarr.open_group(session.store, mode="a", zarr_format=3)
+        root["checkpoint"].attrs.update({"checksums": json.dumps(sums)})
         root.attrs.update(
             {
                 "xldas_last_cycle": int(cycle),
@@ -559,8 +549,187 @@ class CycleStore:
             metadata={"cycle": int(cycle), "time": time.isoformat()},
         )
         _fault("committed", cycle)
-        self._last_checkpoint = ck
+        #: the scalar diagnostics of the cycle just committed (computed with the cycle)
+        self.last_outputs = {"diagnostics": small}
         return snap
+
+    # -- the two write paths -------------------------------------------------------
+    def _checkpoint_ds(self, cycle: int, time: pd.Timestamp, ck: xr.Dataset) -> xr.Dataset:
+        ck = ck.copy()
+        ck.attrs.update(
+            {
+                "cycle": int(cycle),
+                "time": time.isoformat(),
+                "config_hash": self.config_hash,
+            }
+        )
+        if "time" in ck.coords:
+            ck = ck.drop_vars("time")
+        for v in ck.variables:
+            ck[v].encoding = {}
+        return ck
+
+    @staticmethod
+    def _output_ds(ds: xr.Dataset, time: pd.Timestamp) -> xr.Dataset:
+        return ds.drop_vars("time", errors="ignore").expand_dims(time=[time.to_datetime64()])
+
+    @staticmethod
+    def _new_group_encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+        """One chunk per time; spatially the dask chunks (whole fields for NumPy data)."""
+        enc = _encode_time(ds)
+        for v in ds.data_vars:
+            da = ds[v]
+            chunks = tuple(
+                1 if d == "time" else (da.chunks[i][0] if da.chunks is not None else n)
+                for i, (d, n) in enumerate(zip(da.dims, da.shape))
+            )
+            enc.setdefault(v, {})["chunks"] = chunks
+        return enc
+
+    def _write_in_memory(self, cycle, time, checkpoint, outputs):
+        """Small (NumPy) cycles: compute everything, write from this process."""
+        names = list(outputs)
+        small = _scalars(outputs.get("diagnostics"))
+        # optimize_graph=False: graph optimisation of several collections sharing persisted
+        # keys drops dependencies (dask 2026.8, "Missing dependency")
+        computed = dask.compute(
+            checkpoint, *[outputs[g] for g in names], small, optimize_graph=False
+        )
+        checkpoint = computed[0]
+        outputs = dict(zip(names, computed[1:-1]))
+        small = computed[-1]
+        session = self.repo.writable_session(_BRANCH)
+        for group, ds in outputs.items():
+            ds = self._output_ds(ds, time)
+            if self.open(group) is None:
+                enc = self._new_group_encoding(ds)
+                ds.to_zarr(session.store, group=group, mode="w-", encoding=enc, **_ZARR_KW)
+            else:
+                ds = _harmonise(ds, session.store, group)
+                ds.to_zarr(session.store, group=group, append_dim="time", **_ZARR_KW)
+            _fault("write", cycle)
+        sums = checksums(checkpoint)
+        ck = self._checkpoint_ds(cycle, time, checkpoint)
+        ck.to_zarr(session.store, group="checkpoint", mode="w", **_ZARR_KW)
+        return session, sums, small
+
+    def _write_streaming(self, cycle, time, checkpoint, outputs):
+        """Lazy cycles: every group is written chunk by chunk by the tasks that compute it.
+
+        One ``dask.compute`` evaluates the whole cycle (forecast, analysis, statistics) once:
+        its store tasks write each chunk as soon as it exists (on the workers of a
+        distributed client, through icechunk fork sessions), the checksums of the
+        checkpoint and the scalar diagnostics are reductions of the same graph. Nothing
+        the size of the domain is held in this process; the forks are merged into one
+        session and committed once (the commit protocol is unchanged).
+        """
+        from icechunk.dask import (
+            computing_meta,
+            extract_session,
+            merge_sessions,
+            merge_sessions_array_kwargs,
+        )
+
+        session = self.repo.writable_session(_BRANCH)
+        jobs = []  # (group, dataset, mode, append_dim, encoding)
+        for group, ds in outputs.items():
+            ds = self._output_ds(ds, time)
+            if self.open(group) is None:
+                jobs.append((group, ds, "w-", None, self._new_group_encoding(ds)))
+            else:
+                jobs.append((group, ds, "a", "time", None))
+        ck = self._checkpoint_ds(cycle, time, checkpoint)
+        jobs.append(("checkpoint", ck, "w", None, None))
+        forks = [session.fork() for _ in jobs]  # all from the clean session
+        stored, eager_forks = [], []
+        for fork, (group, ds, mode, append_dim, enc) in zip(forks, jobs):
+            if append_dim is not None:
+                ds = _harmonise(ds, fork.store, group)
+            arrays = _write_lazy(ds, fork.store, group, mode, append_dim, enc)
+            if arrays:
+                stored += arrays
+            else:
+                eager_forks.append(fork)
+        import dask.array as dsa
+
+        reductions = [
+            dsa.reduction(
+                arr,
+                name="ice-changeset",
+                chunk=computing_meta(extract_session),
+                aggregate=computing_meta(merge_sessions_array_kwargs),
+                concatenate=False,
+                keepdims=False,
+                dtype=object,
+                meta=np.array([object()], dtype=object),
+            )
+            for arr in stored
+        ]
+        small = _scalars(outputs.get("diagnostics"))
+        parts = _checksum_parts(checkpoint)
+        _fault("write", cycle)
+        # the size of the cycle's task graph (tests/test_scale.py: linear in the chunks)
+        from dask.base import collections_to_expr
+
+        todo = [c for c in (*reductions, *parts, small) if dask.is_dask_collection(c)]
+        self.last_graph_size = len(collections_to_expr(todo, optimize_graph=True).__dask_graph__())
+        log.info("cycle %d: %d tasks", cycle, self.last_graph_size)
+        # optimised (blockwise operations fused): nothing here is persisted, so the
+        # "Missing dependency" problem of _write_in_memory does not arise
+        results = dask.compute(reductions, parts, small)
+        changes, parts, small = results
+        merged = [*eager_forks, *changes]
+        if merged:
+            session.merge(merge_sessions(*merged))
+        return session, _checksums_from_parts(checkpoint, parts), small
+
+
+def _write_lazy(ds: xr.Dataset, store, group: str, mode: str, append_dim, encoding) -> list:
+    """Write the metadata and the NumPy variables of ``ds`` now; return one lazy
+    ``dask.array.store`` per dask variable (``return_stored``: its chunks are the target
+    arrays, whose icechunk sessions hold the written chunks)."""
+    import dask.array as dsa
+    import zarr
+
+    lazy = [v for v in ds.variables if dask.is_dask_collection(ds[v].data)]
+    n0 = 0
+    if append_dim is not None:
+        g = zarr.open_group(store, path=group, mode="r", zarr_format=3)
+        n0 = g[append_dim].shape[0]
+    # metadata, coordinates and NumPy variables (the delayed write of the dask variables
+    # that to_zarr returns is not used: they are stored below, one task per chunk)
+    kw = {"encoding": encoding} if encoding else {}
+    ds.to_zarr(
+        store, group=group, mode=mode, append_dim=append_dim, compute=False, **kw, **_ZARR_KW
+    )
+    sources, targets, regions = [], [], []
+    for v in lazy:
+        da = ds[v].variable
+        target = zarr.open_array(store, path=f"{group}/{v}", mode="r+", zarr_format=3)
+        region = tuple(
+            slice(n0, n0 + n) if d == append_dim else slice(0, n) for d, n in zip(da.dims, da.shape)
+        )
+        sources.append(da.data.astype(target.dtype))
+        targets.append(target)
+        regions.append(region)
+    if not sources:
+        return []
+    return dsa.store(
+        sources,
+        targets,
+        regions=regions,
+        lock=False,
+        compute=False,
+        return_stored=True,
+        load_stored=False,
+    )
+
+
+def _scalars(ds: xr.Dataset | None) -> xr.Dataset:
+    """The 0-d variables of a diagnostics Dataset (what the cycle log reports)."""
+    if ds is None:
+        return xr.Dataset()
+    return ds[[v for v in ds.data_vars if ds[v].ndim == 0]]
 
 
 def open_output(

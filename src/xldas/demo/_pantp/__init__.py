@@ -32,7 +32,8 @@ same values.
 * **Initial state**: soil moisture halfway between wilting point and field capacity, soil
   at the annual-mean air temperature, no snow (float32).
 * **Observations** ``obs/smap``: SMAP-like L-band brightness temperatures (H and V, 2 K)
-  once a day at 00 UTC inside the swaths of :func:`xldas.demo._observations.swath_mask`.
+  at the descending (≈ 6 h local solar time at 90°E, 00 UTC) and ascending (12 UTC)
+  overpasses, inside the swaths of :func:`xldas.demo._observations.swath_mask`.
   There is no truth *run* at this scale (the benchmark measures cost, not skill): the
   truth is the initial state with a soil-moisture anomaly (0.04 m3 m-3, 50 km).
 
@@ -143,7 +144,12 @@ _BUMPS_OUT = [
     (87.5, 44.8, 3.0, 1.0, -700.0),  # Junggar basin
 ]
 # sand seas (lon, lat, half-widths): Taklimakan, Thar, Badain Jaran, Kumtag
-_SAND = [(83.0, 39.0, 5.0, 1.3), (71.0, 27.0, 2.5, 2.0), (102.0, 40.5, 1.5, 1.0), (91.5, 40.3, 1.5, 0.6)]
+_SAND = [
+    (83.0, 39.0, 5.0, 1.3),
+    (71.0, 27.0, 2.5, 2.0),
+    (102.0, 40.5, 1.5, 1.0),
+    (91.5, 40.3, 1.5, 0.6),
+]
 
 
 # ============================================================================ blocks
@@ -305,12 +311,17 @@ def _forcing_block(geo, lat, lon, times, *, seed, dt_hours):
     season = np.cos(2 * np.pi * (doy - 200.0) / 365.25)[:, None, None]
     south = (40.0 - lat)[None, :, None]
     offset = (0.9 * south - 0.5 * south * season).astype(np.float32)
-    f = wx.make_forcing(g, lat, np.asarray(lon, np.float64), times, dt_hours, storm, synoptic, offset)
+    f = wx.make_forcing(
+        g, lat, np.asarray(lon, np.float64), times, dt_hours, storm, synoptic, offset
+    )
     return np.stack([f[k] for k in FORCING_ATTRS])
 
 
-def _obs_block(lat, lon, days, *, seed, swath_km, orbits_per_day, phase):
-    """Standard-normal noise (time, ny, nx) where a swath sees the cell, NaN elsewhere."""
+def _obs_block(lat, lon, passes, *, seed, swath_km, orbits_per_day, phase):
+    """Standard-normal noise (time, ny, nx) where a swath sees the cell, NaN elsewhere.
+
+    ``passes`` are 2 × day + (0 descending, 1 ascending); the ascending tracks are shifted
+    by half the track spacing."""
     from xldas.filters._kernels import philox_normal_reference
 
     lat = np.asarray(lat, np.float64)
@@ -318,10 +329,13 @@ def _obs_block(lat, lon, days, *, seed, swath_km, orbits_per_day, phase):
     ky = np.round((lat + 360.0) * 1e4).astype(np.int64)
     kx = np.round((lon + 360.0) * 1e4).astype(np.int64)
     index = (ky[:, None] << 32) | kx[None, :]
-    out = np.full((len(days), lat.size, lon.size), np.nan, np.float32)
-    for i, day in enumerate(np.asarray(days).ravel()):  # one overpass per day
-        mask = swath_mask(lat, lon, int(day), swath_km, orbits_per_day, phase)
-        z = philox_normal_reference(index[mask], seed, int(day), _PURPOSE["obs"], 1)[..., 0]
+    passes = np.asarray(passes).ravel()
+    out = np.full((len(passes), lat.size, lon.size), np.nan, np.float32)
+    for i, k in enumerate(passes):  # one or two overpasses per day
+        day, asc = divmod(int(k), 2)
+        shift = 0.5 * 360.0 / orbits_per_day * asc
+        mask = swath_mask(lat, lon, day, swath_km, orbits_per_day, phase + shift)
+        z = philox_normal_reference(index[mask], seed, int(k), _PURPOSE["obs"], 1)[..., 0]
         out[i][mask] = z
     return out
 
@@ -355,7 +369,10 @@ def _params(geo: dict[str, xr.DataArray], doy: float) -> xr.Dataset:
     albedo_by_class = np.array([0.2, 0.35, 0.20, 0.12, 0.22, 0.18, 0.28, 0.32])
     cover = geo["land_cover"]
     albedo = xr.apply_ufunc(
-        lambda c: albedo_by_class[c.astype(np.int64)], cover, dask="parallelized", output_dtypes=[float]
+        lambda c: albedo_by_class[c.astype(np.int64)],
+        cover,
+        dask="parallelized",
+        output_dtypes=[float],
     )
     p = parameters_from_texture(
         geo["sand"],
@@ -396,7 +413,9 @@ def _initial(params: xr.Dataset, geo: dict[str, xr.DataArray]) -> xr.Dataset:
     from xldas.models import initial_state
 
     sm = params["theta_wp"] + 0.5 * (params["theta_fc"] - params["theta_wp"])
-    tmean = 273.15 + 6.5 - 0.006 * (geo["elevation"] - 1500.0) + 0.9 * (40.0 - geo["elevation"]["lat"])
+    tmean = (
+        273.15 + 6.5 - 0.006 * (geo["elevation"] - 1500.0) + 0.9 * (40.0 - geo["elevation"]["lat"])
+    )
     return initial_state(
         params,
         sm=sm.reset_coords(drop=True),
@@ -435,13 +454,13 @@ def pan_tp(
     xarray.DataTree with the groups ``params`` (land-model parameters with ``vwc``,
     ``land_cover``, ``irrigated_fraction``, ``annual_precip``), ``forcing`` (time, lat,
     lon; one chunk per day), ``initial`` (float32 state valid at ``start``) and
-    ``obs/smap`` (``tb_h``, ``tb_v`` and their 1-sigma errors, daily at 00 UTC).
+    ``obs/smap`` (``tb_h``, ``tb_v`` and their 1-sigma errors, at 00 and 12 UTC).
 
     Examples
     --------
     >>> tree = pan_tp(resolution=0.2, days=1, chunks=50)
     >>> tree["obs/smap"]["tb_h"].sizes["time"], str(tree["initial"]["sm"].dtype)
-    (1, 'float32')
+    (2, 'float32')
     """
     if dt_hours not in (1, 2, 3, 4, 6, 8, 12, 24):
         raise ConfigError(f"dt_hours must divide 24, got {dt_hours}")
@@ -477,8 +496,7 @@ def pan_tp(
         meta=np.empty((0, 0, 0)),
     )
     geo = {
-        k: xr.DataArray(g[i], dims=("lat", "lon"), coords=coords)
-        for i, k in enumerate(_GEO_FIELDS)
+        k: xr.DataArray(g[i], dims=("lat", "lon"), coords=coords) for i, k in enumerate(_GEO_FIELDS)
     }
     geo["land_cover"] = geo["land_cover"].astype(np.int8)
     params = _params(geo, doy)
@@ -576,9 +594,14 @@ def _observations(params, initial, lat_d, lon_d, t0, days, times, seed, coords) 
     op = TauOmega.smap()
     pred = op(truth, params)
     valid = pd.DatetimeIndex(times)
-    overpass = [t0.normalize() + pd.Timedelta(days=d, hours=cfg["hour_utc"]) for d in range(days + 1)]
-    obs_times = pd.DatetimeIndex([t for t in overpass if t0 < t <= valid[-1]])
-    day_index = np.array([(t.normalize() - t0.normalize()).days for t in obs_times], np.int64)
+    overpass = [
+        (t0.normalize() + pd.Timedelta(days=d, hours=h), 2 * d + k)
+        for d in range(days + 1)
+        for k, h in enumerate((0, 12))
+    ]
+    keep = [(t, k) for t, k in overpass if t0 < t <= valid[-1]]
+    obs_times = pd.DatetimeIndex([t for t, _ in keep])
+    pass_index = np.array([k for _, k in keep], np.int64)
     ds = {}
     for iv, v in enumerate(op.variables):
         noise = dsa.blockwise(
@@ -588,7 +611,7 @@ def _observations(params, initial, lat_d, lon_d, t0, days, times, seed, coords) 
             "i",
             lon_d,
             "j",
-            dsa.from_array(day_index, chunks=1),
+            dsa.from_array(pass_index, chunks=1),
             "t",
             dtype=np.float32,
             seed=seed + 7919 * iv,
@@ -601,8 +624,12 @@ def _observations(params, initial, lat_d, lon_d, t0, days, times, seed, coords) 
             noise, dims=("time", "lat", "lon"), coords={"time": obs_times.values, **coords}
         )
         err = np.float32(cfg["error"])
-        ds[v] = (pred[v].astype(np.float32) + err * nz).transpose(*nz.dims).assign_attrs(
-            units="K", long_name=f"brightness temperature, {v[-1].upper()} polarisation"
+        ds[v] = (
+            (pred[v].astype(np.float32) + err * nz)
+            .transpose(*nz.dims)
+            .assign_attrs(
+                units="K", long_name=f"brightness temperature, {v[-1].upper()} polarisation"
+            )
         )
         ds[f"{v}_err"] = (nz * 0 + err).assign_attrs(units="K", long_name=f"1-sigma error of {v}")
     out = xr.Dataset(ds)
@@ -611,7 +638,7 @@ def _observations(params, initial, lat_d, lon_d, t0, days, times, seed, coords) 
         operator=repr(op),
         sensor="smap",
         error_std=str(cfg["error"]),
-        overpass_hour_utc=cfg["hour_utc"],
+        overpass_hours_utc="0 (descending), 12 (ascending)",
         comment=(
             "TauOmega.smap applied to a truth = initial state + 0.04 m3 m-3 soil-moisture "
             "anomaly (50 km), plus 2 K Gaussian noise inside the swaths (no truth run)."

@@ -1,0 +1,241 @@
+"""Out-of-core cycling at the Pan-Third-Pole scale (issue 9).
+
+The synthetic Pan-TP domain (``xldas.demo.pan_tp``: 65–105°E, 25–45°N at 0.01° =
+2000 × 4000 cells) with 32 members and 4 soil layers is cycled through the real engine
+(``xldas.cycle``: forecast with perturbed forcing, SMAP-like Tb at 00 and 12 UTC, LETKF,
+outputs and checkpoint streamed into an icechunk store) for two 12-hour analysis cycles
+(model step 3 h: 4 steps per cycle). Each run is a fresh process; it reports
+
+* wall time, peak resident memory (``getrusage``), cell·member·steps per second,
+* the size of each cycle's task graph,
+* the load average of the machine before and after (other jobs share its cores).
+
+A small domain of the same resolution runs first; its cost per cell·member·step predicts
+the larger runs (the prediction a linear cost implies), and the full 2000 × 4000 domain
+is run when ``--full`` is given (or predicted from the largest run when it is not).
+
+Run: ``python benchmarks/pan_tp.py [--sizes 250x500,500x1000] [--members 32] [--full]
+[--out benchmarks/results/pan_tp.md]``. Sub-domains are boxes of the 0.01° Pan-TP grid
+centred on the plateau (90°E, 33°N), clipped to the default box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESOLUTION = 0.01
+FULL = (2000, 4000)
+CENTRE = (90.0, 33.0)
+
+
+def experiment(ny: int, nx: int, members: int, chunk: int, store: str, loc_km: float) -> dict:
+    """The benchmark experiment on an ``ny`` × ``nx`` box of the 0.01° Pan-TP grid."""
+    from xldas.demo import PAN_TP_BBOX
+
+    w0, s0, e0, n0 = PAN_TP_BBOX
+    if (ny, nx) == FULL:
+        bbox = PAN_TP_BBOX
+    else:
+        lon0 = min(max(CENTRE[0] - nx * RESOLUTION / 2, w0), e0 - nx * RESOLUTION)
+        lat0 = min(max(CENTRE[1] - ny * RESOLUTION / 2, s0), n0 - ny * RESOLUTION)
+        bbox = (
+            round(lon0, 2),
+            round(lat0, 2),
+            round(lon0 + nx * RESOLUTION, 2),
+            round(lat0 + ny * RESOLUTION, 2),
+        )
+    return {
+        "name": f"pan_tp_{ny}x{nx}",
+        "demo": {
+            "domain": "pan_tp",
+            "resolution": RESOLUTION,
+            "bbox": list(bbox),
+            "start": "2019-07-01",
+            "days": 1,
+            "dt_hours": 3,
+            "seed": 0,
+        },
+        "period": {"start": "2019-07-01T00:00", "end": "2019-07-02T00:00", "cycle": "12h"},
+        "model": {"params": {"kind": "demo"}, "initial_state": "demo"},
+        "forcing": {"kind": "demo"},
+        "observations": [
+            {
+                "name": "smap",
+                "source": {"kind": "demo", "sensor": "smap"},
+                "operator": {"type": "tau_omega", "preset": "smap"},
+                "variables": ["tb_h", "tb_v"],
+                "error": {"std": 2.0, "units": "K"},
+                "thinning": 3,
+            }
+        ],
+        "filter": {"method": "letkf", "inflation": 1.05, "loc_radius": loc_km},
+        "ensemble": {
+            "members": members,
+            "seed": 1,
+            "forcing_perturbation": {},
+            "state_perturbation": {"sm": 0.02},
+        },
+        "output": {"store": store, "overwrite": True, "chunks": {"lat": chunk, "lon": chunk}},
+    }
+
+
+def child(spec: dict) -> dict:
+    """Run one experiment in this process (threaded scheduler, all cores)."""
+    import dask
+
+    from xldas.cycle import Experiment
+
+    dask.config.set(scheduler="threads", num_workers=spec["threads"])
+    exp = Experiment.from_dict(
+        experiment(
+            spec["ny"], spec["nx"], spec["members"], spec["chunk"], spec["store"], spec["loc_km"]
+        )
+    )
+    t0 = time.perf_counter()
+    report = exp.run(quiet=True)
+    wall = time.perf_counter() - t0
+    from xldas.cycle.store import open_output
+
+    ck = open_output(spec["store"], "checkpoint")
+    return {
+        "wall_s": wall,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "cycles": [
+            {k: r[k] for k in ("cycle", "obs_used", "tasks", "wall_time", "innovation_rmse")}
+            for r in report.records
+        ],
+        "checkpoint_bytes": int(sum(ck[v].nbytes for v in ck.data_vars)),
+    }
+
+
+def run_size(ny, nx, args) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="xldas-pan-tp-", dir=args.scratch))
+    spec = {
+        "ny": ny,
+        "nx": nx,
+        "members": args.members,
+        "chunk": args.chunk,
+        "store": str(tmp / "store"),
+        "loc_km": args.loc_km,
+        "threads": args.threads,
+    }
+    load0 = os.getloadavg()
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+    )
+    load1 = os.getloadavg()
+    disk = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+    shutil.rmtree(tmp, ignore_errors=True)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"run {ny}x{nx} failed:\n{proc.stderr[-4000:]}")
+    out = json.loads(lines[-1][7:])
+    steps = 8  # two cycles of 12 h at 3 h
+    out.update(
+        ny=ny,
+        nx=nx,
+        members=args.members,
+        steps=steps,
+        cms=ny * nx * args.members * steps,
+        load_before=load0,
+        load_after=load1,
+        store_bytes=disk,
+    )
+    out["cms_per_s"] = out["cms"] / out["wall_s"]
+    return out
+
+
+def report(results: list[dict], args) -> str:
+    from xldas import __version__
+
+    base = results[0]
+    per = base["wall_s"] / base["cms"]
+    lines = [
+        "# Pan-Third-Pole out-of-core cycling benchmark",
+        "",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; xldas {__version__}; "
+        f"machine: {platform.machine()} {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
+        f"Python {platform.python_version()}; dask threaded scheduler, {args.threads} threads.",
+        "",
+        f"Experiment: 0.01° Pan-TP grid (boxes centred on {CENTRE[0]}°E {CENTRE[1]}°N), "
+        f"{args.members} members, 4 layers, forcing perturbation (3 AR(1) fields), 2 cycles "
+        f"of 12 h (model step 3 h, 8 steps), SMAP-like Tb (H, V) thinned 1/3 per axis, "
+        f"LETKF (loc_radius {args.loc_km} km), chunks {args.chunk} × {args.chunk} cells, "
+        "state/outputs/checkpoint streamed to an icechunk store. cms = cells × members × "
+        "model steps.",
+        "",
+        "| cells | cms | wall (s) | cms/s | peak RSS (GiB) | checkpoint (GiB) | tasks/cycle "
+        "| predicted wall (s) | load avg before → after |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        pred = per * r["cms"]
+        tasks = "/".join(str(c["tasks"]) for c in r["cycles"])
+        lines.append(
+            f"| {r['ny']} × {r['nx']} | {r['cms']:.3g} | {r['wall_s']:.0f} | "
+            f"{r['cms_per_s']:.3g} | {r['peak_rss_bytes'] / 2**30:.2f} | "
+            f"{r['checkpoint_bytes'] / 2**30:.2f} | {tasks} | {pred:.0f} | "
+            f"{r['load_before'][0]:.1f} → {r['load_after'][0]:.1f} |"
+        )
+    big = results[-1]
+    if (big["ny"], big["nx"]) != FULL:
+        cms_full = FULL[0] * FULL[1] * args.members * 8
+        rate = big["cms_per_s"]
+        lines += [
+            "",
+            f"Full domain (2000 × 4000 cells, {cms_full:.3g} cms) not run here: predicted "
+            f"{cms_full / rate / 3600:.1f} h on this machine at the rate of the largest run "
+            f"({rate:.3g} cms/s), checkpoint "
+            f"{FULL[0] * FULL[1] * args.members * 13 * 4 / 2**30:.1f} GiB (13 float32 fields "
+            "per member). Peak RSS is set by the chunk size and the threads, not by the "
+            "domain (see the table and tests/test_scale.py), so it is expected to stay at "
+            "the level measured above.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", default="250x500,500x1000", help="ny x nx boxes, small first")
+    p.add_argument("--full", action="store_true", help="also run the 2000 x 4000 domain")
+    p.add_argument("--members", type=int, default=32)
+    p.add_argument("--chunk", type=int, default=250)
+    p.add_argument("--loc-km", type=float, default=5.0)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--scratch", default=None, help="folder for the temporary stores")
+    p.add_argument("--out", default=None, help="markdown file for the results")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print("RESULT " + json.dumps(child(json.loads(args.child))), flush=True)
+        return
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    if args.full:
+        sizes.append(FULL)
+    results = []
+    for ny, nx in sizes:
+        r = run_size(ny, nx, args)
+        print(json.dumps(r), flush=True)
+        results.append(r)
+    text = report(results, args)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
