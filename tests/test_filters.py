@@ -845,3 +845,28 @@ def test_fused_one_obs_path_equals_stacked_numpy_path(method):
         )
     xr.testing.assert_allclose(lazy[0].compute(), a, atol=1e-12)
     xr.testing.assert_allclose(lazy[1].compute(), d, atol=1e-12)
+
+
+def test_ukf_numba_kernels_equal_numpy_forms():
+    rng = np.random.default_rng(5)
+    P, n = 30, 4
+    f = UKF(alpha=0.8, beta=2.0, kappa=1.0)
+    A = 0.1 * rng.standard_normal((P, n, n))
+    X, wm, wc = f.sigma_points(
+        rng.standard_normal((P, n)), cov=A @ np.swapaxes(A, -1, -2) + 0.01 * np.eye(n)
+    )
+    q = np.full(n, 1e-3)
+    Xp, xm, S, ok = K.ukf_predict(X, wm, wc, q, f.scale(n))
+    xm_r, S_r = K.sigma_predict("ukf", X, wm, wc, q)
+    assert ok.min() == 1.0
+    np.testing.assert_allclose(xm, xm_r, atol=1e-13)
+    np.testing.assert_allclose(S, S_r, atol=1e-13)
+    np.testing.assert_allclose(Xp, K.sigma_points_from_sqrt(xm_r, S_r, f.scale(n)), atol=1e-13)
+    Y = Xp[..., 0] * 10.0  # whitened observation of the first element (R = 0.01)
+    yw = rng.standard_normal(P)
+    yw[3], Y[3] = 0.0, 0.0  # a missing observation: no update
+    Xa, ok = K.ukf_update_1obs(Xp, xm, S, Y, yw, wm, wc, f.scale(n))
+    x_r, Sa_r = K.sigma_update("ukf", Xp, xm, S, Y[..., None], yw[..., None], wm, wc)
+    assert ok.min() == 1.0
+    np.testing.assert_allclose(Xa, K.sigma_points_from_sqrt(x_r, Sa_r, f.scale(n)), atol=1e-12)
+    np.testing.assert_allclose(Xa[3], Xp[3], atol=1e-12)

@@ -1288,6 +1288,107 @@ def sigma_update(kind, Xp, xm, S, Y, yw, wm, wc, h=SQRT3):
     raise ValueError(f"unknown sigma-point kind {kind!r}")
 
 
+# Allocation-free per-pixel UKF (covariance form, scaled points, diagonal Q, one
+# observation): the numba forms of ``sigma_predict``/``sigma_update`` for ``kind="ukf"``
+# followed by ``sigma_points_from_sqrt``; the n x n work matrices live in the output
+# arrays. A covariance that is not positive definite sets ``ok = 0`` (the caller redoes
+# that pixel with the NumPy forms, which handle semi-definite matrices).
+@njit
+def _chol_lower(A, n):
+    """Lower Cholesky factor of the symmetric A (lower triangle read) in place."""
+    for j in range(n):
+        s = A[j, j]
+        for k in range(j):
+            s -= A[j, k] * A[j, k]
+        if not s > 0.0:
+            return False
+        d = math.sqrt(s)
+        A[j, j] = d
+        for i in range(j + 1, n):
+            t = A[i, j]
+            for k in range(j):
+                t -= A[i, k] * A[j, k]
+            A[i, j] = t / d
+    for i in range(n):
+        for j in range(i + 1, n):
+            A[i, j] = 0.0
+    return True
+
+
+@gufunc(
+    [
+        "void(float64[:,:], float64[:], float64[:], float64[:], float64, float64[:,:],"
+        " float64[:], float64[:,:], float64[:])"
+    ],
+    "(p,n),(p),(p),(n),()->(p,n),(n),(n,n),()",
+)
+def ukf_predict(X, wm, wc, q, scale, Xp, xm, S, ok):
+    """UKF prediction: mean, lower root of ``sum wc dx dx^T + diag(q)``, new points."""
+    P, n = X.shape
+    for j in range(n):
+        t = 0.0
+        for k in range(P):
+            t += wm[k] * X[k, j]
+        xm[j] = t
+    for i in range(n):
+        for j in range(i + 1):
+            t = 0.0
+            for k in range(P):
+                t += wc[k] * (X[k, i] - xm[i]) * (X[k, j] - xm[j])
+            S[i, j] = t + (q[i] if i == j else 0.0)
+    good = _chol_lower(S, n)
+    ok[0] = 1.0 if good else 0.0
+    for j in range(n):
+        Xp[0, j] = xm[j]
+        for k in range(n):
+            Xp[1 + k, j] = xm[j] + scale * S[j, k]
+            Xp[1 + n + k, j] = xm[j] - scale * S[j, k]
+
+
+@gufunc(
+    [
+        "void(float64[:,:], float64[:], float64[:,:], float64[:], float64, float64[:],"
+        " float64[:], float64, float64[:,:], float64[:])"
+    ],
+    "(p,n),(n),(n,n),(p),(),(p),(p),()->(p,n),()",
+)
+def ukf_update_1obs(Xp, xm, S, Y, yw, wm, wc, scale, Xa, ok):
+    """UKF update with one whitened observation (``R = 1``; a missing one is ``Y = yw = 0``).
+
+    ``Pyy = sum wc dy^2 + 1``, ``K = Pxy / Pyy``, ``x = xm + K (yw - ym)``,
+    ``P = S S^T - K Pyy K^T``; returns the analysis points of (x, chol(P)).
+    """
+    P, n = Xp.shape
+    ym = 0.0
+    for k in range(P):
+        ym += wm[k] * Y[k]
+    pyy = 1.0
+    for k in range(P):
+        pyy += wc[k] * (Y[k] - ym) ** 2
+    for j in range(n):  # K in row 0
+        t = 0.0
+        for k in range(P):
+            t += wc[k] * (Xp[k, j] - xm[j]) * (Y[k] - ym)
+        Xa[0, j] = t / pyy
+    L = Xa[n + 1 :, :]  # P, then its root, in rows n+1..2n
+    for i in range(n):
+        for j in range(i + 1):
+            t = 0.0
+            for k in range(n):
+                t += S[i, k] * S[j, k]
+            L[i, j] = t - Xa[0, i] * pyy * Xa[0, j]
+    good = _chol_lower(L, n)
+    ok[0] = 1.0 if good else 0.0
+    for j in range(n):
+        Xa[0, j] = xm[j] + Xa[0, j] * (yw - ym)
+    for k in range(n):
+        for j in range(n):
+            Xa[1 + k, j] = Xa[0, j] + scale * L[j, k]
+    for k in range(n):
+        for j in range(n):
+            Xa[1 + n + k, j] = 2.0 * Xa[0, j] - Xa[1 + k, j]
+
+
 def _tri_solve_pair(Sy, B):
     """Solve ``(Sy Sy^T) Z = B`` as two solves with the triangular factors (batched)."""
     return np.linalg.solve(_mT(Sy), np.linalg.solve(Sy, B))

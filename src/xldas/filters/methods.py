@@ -504,6 +504,16 @@ def _draw(rng, batch, k):
 
 
 # -------------------------------------------------------- sigma-point filters
+def _diagonal_q(Q, n):
+    """Process-noise variances (..., n) for the numba UKF, or None for a full matrix."""
+    if Q is None:
+        return np.zeros(n)
+    Q = np.asarray(Q, dtype=float)
+    if Q.ndim >= 2 and Q.shape[-2:] == (n, n):
+        return None
+    return np.broadcast_to(Q, (*Q.shape[:-1], n)) if Q.ndim else np.full(n, float(Q))
+
+
 @dataclass(frozen=True, kw_only=True)
 class _SigmaPointFilter:
     Q: Any = None
@@ -554,6 +564,11 @@ class _SigmaPointFilter:
                 "Q given per variable name applies to Datasets (xldas.filters.assimilate); "
                 "pass variances (n,) or an (n, n) matrix to the array-level filter"
             )
+        q = _diagonal_q(Q, n)
+        if self.kind == "ukf" and q is not None:  # per-pixel numba kernel, no allocation
+            Xp, xm, S, ok = K.ukf_predict(X, wm, wc, q, self.scale(n))
+            if np.all(ok > 0):
+                return Xp, xm, S
         xm, S = K.sigma_predict(self.kind, X, wm, wc, Q, getattr(self, "h", math.sqrt(3.0)))
         return K.sigma_points_from_sqrt(xm, S, self.scale(n)), xm, S
 
@@ -566,6 +581,10 @@ class _SigmaPointFilter:
         ym = np.einsum("...p,...pm->...m", wm, HX)
         Yw = HX * sr[..., None, :]
         yw = (d + ym) * sr
+        if self.kind == "ukf" and Yw.shape[-1] == 1:  # per-pixel numba kernel
+            Xa, ok = K.ukf_update_1obs(Xp, xm, S, Yw[..., 0], yw[..., 0], wm, wc, self.scale(n))
+            if np.all(ok > 0):
+                return Xa, wm, wc
         x, Sa = K.sigma_update(
             self.kind, Xp, xm, S, Yw, yw, wm, wc, getattr(self, "h", math.sqrt(3.0))
         )
