@@ -8,6 +8,7 @@ and the same experiment on Slurm.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -38,20 +39,46 @@ METHOD = "enkf"
 
 
 # ----------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
+def _shared(tmp_path_factory, name: str) -> Path:
+    """A folder shared by all pytest-xdist workers of this session."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    return root / name
+
+
+@contextlib.contextmanager
+def _built_once(folder: Path):
+    """Yield True to the first worker (which builds ``folder``), False to the others."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # the others wait here until it is built
+        done = folder.parent / f"{folder.name}.done"
+        yield not done.exists()
+        done.touch()
+
+
+@pytest.fixture(scope="session")
 def case(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("case")
-    cc.write_case(folder, days=21)
+    """The twin case on disk, written once per test session (shared by the workers)."""
+    folder = _shared(tmp_path_factory, "cycle-case")
+    with _built_once(folder) as build:
+        if build:
+            cc.write_case(folder, days=21)
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference(case, tmp_path_factory):
-    """An uninterrupted 10-cycle run, in this process."""
-    store = tmp_path_factory.mktemp("ref") / "ref"
-    exp = Experiment.from_yaml(cc.experiment(case, store, method=METHOD))
-    report = run(exp, quiet=True)
-    assert report.cycles_run == list(range(1, 11))
+    """An uninterrupted 10-cycle run, once per test session (shared by the workers)."""
+    store = _shared(tmp_path_factory, "cycle-ref") / "ref"
+    with _built_once(store.parent) as build:
+        if build:
+            exp = Experiment.from_yaml(cc.experiment(case, store, method=METHOD))
+            report = run(exp, quiet=True)
+            assert report.cycles_run == list(range(1, 11))
     return store
 
 
@@ -389,24 +416,25 @@ def test_realtime_catch_up_against_stac(case, tmp_path, caplog):
     obs = xr.open_zarr(case / "obs.zarr").load()
     port = _free_port()
     store = tmp_path / "rt"
-    server = _Server(_stac_tree(tmp_path / "stac10", obs, 10), port)
+    # 5 cycles in a fresh process, then the catch-up of 5 more (and one late item)
+    server = _Server(_stac_tree(tmp_path / "stac5", obs, 5), port)
     try:
-        yml = cc.experiment(case, store, obs_kind="stac", method=METHOD, days=20, url=server.url)
+        yml = cc.experiment(case, store, obs_kind="stac", method=METHOD, days=10, url=server.url)
         r = _xldas("cycle", str(yml), "--quiet")
         assert r.returncode == 0, r.stderr
     finally:
         server.stop()
     times = open_output(store, "analysis").time.values
-    assert list(times) == list((cc.START + pd.to_timedelta(range(1, 11), "D")).values)
+    assert list(times) == list((cc.START + pd.to_timedelta(range(1, 6), "D")).values)
     diag = open_output(store, "diagnostics").load()
     assert (diag.n_obs_used > 0).all()
 
-    server = _Server(_stac_tree(tmp_path / "stac20", obs, 20, extra_late=True), port)
+    server = _Server(_stac_tree(tmp_path / "stac10", obs, 10, extra_late=True), port)
     try:
         exp = Experiment.from_yaml(yml)
         with caplog.at_level(logging.INFO, logger="xldas.cycle"):
             report = catch_up(exp, quiet=True)
-        assert report.cycles_run == list(range(11, 21))
+        assert report.cycles_run == list(range(6, 11))
         assert report.late_observations == 1
         assert "late observation sm-20210504-reprocessed" in caplog.text
         with CycleStore(store, exp.config_hash()) as st:
@@ -418,7 +446,7 @@ def test_realtime_catch_up_against_stac(case, tmp_path, caplog):
     finally:
         server.stop()
     ana = open_output(store, "analysis")
-    assert list(ana.time.values) == list((cc.START + pd.to_timedelta(range(1, 21), "D")).values)
+    assert list(ana.time.values) == list((cc.START + pd.to_timedelta(range(1, 11), "D")).values)
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -426,8 +454,8 @@ def test_worker_killed_mid_run(case, reference, tmp_path):
     from distributed import Client, LocalCluster
 
     store = tmp_path / "s"
-    # the first 5 cycles of the reference experiment, with a worker killed after cycle 2
-    n = 5
+    # the first 4 cycles of the reference experiment, with a worker killed after cycle 2
+    n = 4
     exp = Experiment.from_yaml(cc.experiment(case, store, method=METHOD, days=n))
     with (
         LocalCluster(
@@ -483,9 +511,9 @@ def test_slurm_cluster_equals_local(case, reference, tmp_path, slurm):
         "job_extra_directives": [f"--chdir={tmp_path}"],
         "log_directory": str(tmp_path / "logs"),
     }
-    # the first 4 cycles of the reference experiment (same seeds, same cycle keys), so the
+    # the first 3 cycles of the reference experiment (same seeds, same cycle keys), so the
     # distributed run stays short; the outputs of those cycles must equal the local run's
-    n = 4
+    n = 3
     exp = Experiment.from_yaml(
         cc.experiment(
             case,
