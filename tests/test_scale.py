@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-MEMBERS = 16
-CHUNK = 50
+MEMBERS = 8
+CHUNK = 100
 #: resolution (degrees) → cells over the default 20° × 40° Pan-TP box
 SIZES = {0.1: (200, 400), 0.05: (400, 800)}
 
@@ -46,7 +46,7 @@ def _experiment(
             "resolution": resolution,
             "start": "2019-07-01",
             "days": 1,
-            "dt_hours": 6,
+            "dt_hours": 12,
             "seed": 0,
         },
         "period": {"start": "2019-07-01T00:00", "end": "2019-07-02T00:00", "cycle": "12h"},
@@ -74,12 +74,20 @@ def _experiment(
 
 
 def _child(resolution: float, store: str, *args) -> None:
-    """Run the experiment in this (fresh) process; print peak RSS and graph sizes."""
+    """Run the experiment in this (fresh) process; print peak RSS and graph sizes.
+
+    Extra arguments: members, filter method, and ``materialise`` to commit every cycle
+    through the in-memory path (the control that the memory test must catch)."""
     import resource
 
     import dask
 
     from xldas.cycle import Experiment
+    from xldas.cycle.store import CycleStore
+
+    if "materialise" in args:
+        CycleStore._write_streaming = CycleStore._write_in_memory
+        args = tuple(a for a in args if a != "materialise")
 
     dask.config.set(scheduler="threads", num_workers=2)
     members = int(args[0]) if args else MEMBERS

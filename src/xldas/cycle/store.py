@@ -672,11 +672,12 @@ class CycleStore:
         from dask.base import collections_to_expr
 
         todo = [c for c in (*reductions, *parts, small) if dask.is_dask_collection(c)]
-        self.last_graph_size = len(collections_to_expr(todo, optimize_graph=True).__dask_graph__())
+        self.last_graph_size = len(
+            collections_to_expr(todo, optimize_graph=False).__dask_graph__()
+        )
         log.info("cycle %d: %d tasks", cycle, self.last_graph_size)
-        # optimised (blockwise operations fused): nothing here is persisted, so the
-        # "Missing dependency" problem of _write_in_memory does not arise
-        results = dask.compute(reductions, parts, small)
+        # optimize_graph=False: see _write_in_memory
+        results = dask.compute(reductions, parts, small, optimize_graph=False)
         changes, parts, small = results
         merged = [*eager_forks, *changes]
         if merged:
