@@ -81,6 +81,33 @@ def _cache_dir(key: str) -> str | None:
     return str(folder)
 
 
+@contextlib.contextmanager
+def _cache_lock():
+    """Serialise compilations that write numba's cache across processes.
+
+    Numba numbers the cached overloads of a function in the order a process compiled
+    them; two processes compiling the same kernel at once (pytest-xdist workers, dask
+    workers, ``xldas run`` subprocesses) can leave an index pointing at the other's
+    data file, which crashes the next process that loads it. Under this lock the second
+    process loads what the first wrote.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    folder = numba.config.CACHE_DIR or os.path.join(
+        os.path.expanduser("~"), ".cache", "xldas", "numba-cache"
+    )
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, ".compile.lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 _SOURCE_KEY = _source_hash()
 #: Folder of numba's on-disk cache of the xldas kernels (None: ``NUMBA_CACHE_DIR``).
 CACHE_DIR = _cache_dir(_SOURCE_KEY)
@@ -167,11 +194,15 @@ class gufunc:
         return "parallel" if size >= PARALLEL_MIN else "cpu"
 
     def _build(self, kw):
-        if kw.get("cache") and _source_hash() != _SOURCE_KEY:
-            # the sources changed since this process started: a cache entry written now
-            # could mix old and new code; compile without the cache
+        if kw.get("cache") and (_source_hash() != _SOURCE_KEY or kw["target"] != "cpu"):
+            # the sources changed since this process started (an entry written now could
+            # mix old and new code), or the parallel target (whose kernel would share the
+            # serial one's cache entries): compile without the cache
             kw = {**kw, "cache": False}
         try:
+            if kw.get("cache"):
+                with _cache_lock():
+                    return numba.guvectorize(self.signatures, self.layout, **kw)(self.py_func)
             return numba.guvectorize(self.signatures, self.layout, **kw)(self.py_func)
         except RuntimeError as exc:  # no cache locator: defined in a REPL or a doctest
             if "cannot cache" not in str(exc):
