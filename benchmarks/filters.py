@@ -1,15 +1,23 @@
-"""Analysis throughput of the xldas filter kernels, with peers where installed.
+"""Analysis throughput of the xldas filters, full update path next to the kernels, with peers.
 
-Run: ``python benchmarks/filters.py [--size 1000] [--members 32] [--small 100]``
+Run: ``python benchmarks/filters.py [--size 1000] [--members 32] [--small 100] [--quick]``
 
-Problem (the issue's): ``size × size`` pixels, ``members`` members, a state of 6
-variables per pixel, 1 observation per pixel. Rates are pixels per second on ONE core
-(numba ``cpu`` target), next to a plain memory copy of the ensemble (``np.copyto``) —
-the goal for the 1-observation EnKF/ETKF closed forms is within 3× of the copy. The
-LETKF (3 × 3 neighbourhood), the sigma-point filters (2n+1 = 13 points) and the PF are
-timed on ``small × small`` pixels. Peers: filterpy's ``UnscentedKalmanFilter`` applied
-pixel by pixel (``pip install filterpy``), and DAPPER on Lorenz-96 (``pip install
-dapper``) — timed, never copied.
+Problem (issue 4): ``size × size`` pixels, ``members`` members, a state of 6 elements per
+pixel (``sm`` on 4 layers, ``swe``, ``canopy_water``), 1 observation per pixel (the top
+soil layer, 25 % missing). Rates are pixels per second on ONE core (numba serial target,
+one BLAS thread), next to a plain memory copy of the ensemble (``np.copyto`` of the same
+variables, same bytes) measured in the same run. Two figures per filter:
+
+* *full path*: ``xldas.filters.assimilate`` on the ensemble ``Dataset`` (observation
+  operator, alignment and screening of the observations, random numbers, update, bounds,
+  unstacked result) and, separately, the same with ``return_diagnostics=True`` computed;
+* *kernel*: the numba kernels alone on arrays already in place.
+
+The LETKF (3 × 3 neighbourhood), the sigma-point filters (2n+1 = 13 points) and the PF are
+timed on ``small × small`` pixels. Peers: filterpy's ``UnscentedKalmanFilter`` applied pixel
+by pixel on the same problem (same state, Q, R, observation and sigma-point parameters),
+and DAPPER on its Lorenz-96 experiment (sakov2008) next to xldas on the same
+configuration (RMSE and wall time). Peers are timed, never copied.
 """
 
 from __future__ import annotations
@@ -18,8 +26,9 @@ import argparse
 import time
 
 import numpy as np
+import xarray as xr
 
-from xldas.filters import ETKF, PF, SRUKF, UKF, EnKF
+from xldas.filters import ETKF, LETKF, PF, SRUKF, UKF, EnKF, assimilate
 from xldas.filters import _kernels as K
 
 
@@ -34,111 +43,222 @@ def _best(fn, repeat=3):
 
 def _row(name, npix, seconds, copy_s=None):
     rate = npix / seconds
-    ratio = f"{seconds / copy_s:6.2f}×" if copy_s else "      "
-    print(f"{name:44} {npix:>9d} {seconds:9.4f} {rate:14,.0f} {ratio}", flush=True)
+    ratio = f"{seconds / copy_s:7.2f}×" if copy_s else " " * 8
+    print(f"{name:58} {npix:>9d} {seconds:9.4f} {rate:14,.0f} {ratio}", flush=True)
     return rate
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=1000)
-    p.add_argument("--members", type=int, default=32)
-    p.add_argument("--small", type=int, default=100)
-    p.add_argument("--repeat", type=int, default=3)
-    a = p.parse_args(argv)
-    rng = np.random.default_rng(0)
-    from threadpoolctl import threadpool_limits
+def ensemble_case(size, members, seed=0, dims=("lat", "lon")):
+    """Ensemble Dataset (6 state elements per pixel), observations and operator."""
+    rng = np.random.default_rng(seed)
+    S, N = size, members
+    sy, sx = dims
+    coords = {sy: 38.0 + 0.01 * np.arange(S), sx: 100.0 + 0.01 * np.arange(S)}
+    if dims == ("y", "x"):
+        coords = {"y": np.arange(S, dtype=float), "x": np.arange(S, dtype=float)}
+    sm = 0.25 + 0.03 * rng.standard_normal((N, 4, S, S))
+    ens = xr.Dataset(
+        {
+            "sm": (("member", "layer", sy, sx), sm, {"units": "m3 m-3"}),
+            "swe": (
+                ("member", sy, sx),
+                np.abs(5 + rng.standard_normal((N, S, S))),
+                {"units": "kg m-2"},
+            ),
+            "canopy_water": (
+                ("member", sy, sx),
+                np.abs(0.2 + 0.05 * rng.standard_normal((N, S, S))),
+                {"units": "kg m-2"},
+            ),
+        },
+        coords={**coords, "layer": np.arange(4), "dz": ("layer", [0.05, 0.1, 0.3, 0.6])},
+    )
+    params = xr.Dataset(
+        {
+            "theta_r": ((sy, sx), np.full((S, S), 0.05)),
+            "theta_s": ((sy, sx), np.full((S, S), 0.45)),
+        },
+        coords=coords,
+    )
+    y = 0.3 + 0.02 * rng.standard_normal((S, S))
+    y[rng.random((S, S)) < 0.25] = np.nan
+    obs = xr.Dataset({"sm": ((sy, sx), y, {"units": "m3 m-3", "error_std": 0.02})}, coords=coords)
 
-    with threadpool_limits(1):  # rates per core
-        _large(a, rng)
-        _small(a, rng)
+    def top_layer(e, p):
+        return e["sm"].isel(layer=0, drop=True).rename("sm").assign_attrs(units="m3 m-3")
+
+    top_layer.variables = ("sm",)
+    return ens, obs, top_layer, params
 
 
-def _large(a, rng):
-    N, n = a.members, 6
-    P = a.size * a.size
-    E = rng.standard_normal((P, N, n))
-    HE = E[..., 0] + 0.1 * rng.standard_normal((P, N))
-    y = rng.standard_normal(P)
-    R = np.full(P, 0.5)
-    out = np.empty_like(E)
-    print(f"pixels={P} members={N} state={n} obs/pixel=1; rates per core (numba target 'cpu')")
-    print(f"{'kernel':44} {'pixels':>9} {'seconds':>9} {'pixels/s/core':>14} {'÷copy':>7}")
-    copy_s = _best(lambda: np.copyto(out, E), a.repeat)
-    _row("memory copy of the ensemble (np.copyto)", P, copy_s, copy_s)
-    d, rinv, _, _ = K.screen_observations(HE[..., None], y[..., None], R[..., None])
+def _copy_time(ens, repeat):
+    arrs = [ens[v].values for v in ens.data_vars]
+    outs = [np.empty_like(a) for a in arrs]
+
+    def cp():
+        for a, o in zip(arrs, outs, strict=True):
+            np.copyto(o, a)
+
+    return _best(cp, repeat)
+
+
+def large(size, members, repeat=3):
+    """Full-path and kernel rates of the one-observation EnKF/ETKF; returns figures."""
+    ens, obs, op, params = ensemble_case(size, members)
+    P, N = size * size, members
+    out = {"pixels": P, "members": N}
+    print(f"pixels={P} members={N} state=6 elements obs/pixel=1 (25% missing); one core")
+    print(f"{'':58} {'pixels':>9} {'seconds':>9} {'pixels/s/core':>14} {'÷copy':>8}")
+    copy_s = _copy_time(ens, repeat)
+    out["copy_rate"] = _row("memory copy of the ensemble (np.copyto)", P, copy_s, copy_s)
+    small = ens.isel(lat=slice(0, 3), lon=slice(0, 3))
+    sobs, spar = (
+        obs.isel(lat=slice(0, 3), lon=slice(0, 3)),
+        params.isel(lat=slice(0, 3), lon=slice(0, 3)),
+    )
+    for f in (EnKF(inflation=1.02), ETKF(inflation=1.02)):
+        name = type(f).__name__
+        assimilate(small, sobs, op, spar, method=f, seed=1, return_diagnostics=True)  # compile
+        t = _best(lambda f=f: assimilate(ens, obs, op, params, method=f, seed=1, cycle=3), repeat)
+        out[f"{name}_full"] = (
+            _row(f"{name} full path (assimilate on the Dataset)", P, t, copy_s),
+            t / copy_s,
+        )
+
+        def with_diag(f=f):
+            _a, d = assimilate(ens, obs, op, params, method=f, seed=1, return_diagnostics=True)
+            d.load()
+
+        t = _best(with_diag, repeat)
+        out[f"{name}_full_diag"] = (
+            _row(f"{name} full path + diagnostics", P, t, copy_s),
+            t / copy_s,
+        )
+    # the kernels alone, on arrays in place (members first, pixels innermost)
+    E = {v: np.ascontiguousarray(ens[v].values).reshape(N, -1) for v in ens.data_vars}
+    HE = np.ascontiguousarray(ens["sm"].values[:, 0].reshape(N, -1))
+    yv = obs["sm"].values.reshape(-1)
+    R = np.full(P, 0.02**2)
+    pix = np.arange(P, dtype=np.int64)
+    lo, hi = np.full(4 * P, 0.05), np.full(4 * P, 0.45)
+    for mode, name in ((K.MODE_ENKF, "EnKF"), (K.MODE_ETKF, "ETKF")):
+
+        def kern(mode=mode):
+            u, v, a, *_ = K.one_obs_weights(HE, yv, R, pix, 1.02, np.inf, 1, 3, 11, mode)
+            for var, e in E.items():
+                b = (lo, hi) if var == "sm" else (0.0, np.inf)
+                K.apply_weights(e, u, v, a, 0.0, 0.0, *b)
+
+        t = _best(kern, repeat)
+        out[f"{name}_kernel"] = (
+            _row(f"{name} fused kernels (weights + update, bounds, spread)", P, t, copy_s),
+            t / copy_s,
+        )
+    # the stacked-state kernels of the general path, for comparison
+    Es = np.ascontiguousarray(
+        np.concatenate(
+            [ens["sm"].values, ens["swe"].values[:, None], ens["canopy_water"].values[:, None]],
+            axis=1,
+        )
+        .reshape(N, 6, P)
+        .transpose(2, 0, 1)
+    )
+    HEs = np.ascontiguousarray(HE.T)
+    d, rinv, _, _ = K.screen_observations(HEs[..., None], yv[..., None], R[..., None])
     d, rinv = d[..., 0], rinv[..., 0]
-    eps = rng.standard_normal((P, N))
-    K.enkf_1obs(E[:2], HE[:2], d[:2], rinv[:2], eps[:2], 1.0, 0.0, 0.0, target="cpu")
-    K.etkf_1obs(E[:2], HE[:2], d[:2], rinv[:2], 1.0, 0.0, 0.0, target="cpu")
-    t = _best(lambda: K.enkf_1obs(E, HE, d, rinv, eps, 1.02, 0.0, 0.0, out, target="cpu"), a.repeat)
-    _row("EnKF 1-obs kernel (allocation-free)", P, t, copy_s)
-    t = _best(lambda: K.etkf_1obs(E, HE, d, rinv, 1.02, 0.0, 0.0, out, target="cpu"), a.repeat)
-    _row("ETKF 1-obs kernel (allocation-free)", P, t, copy_s)
-    noise = rng.standard_normal((P, N))
-    f = EnKF(inflation=1.02)
-    f.update(E[:2], HE[:2, :, None], y[:2, None], R[:2, None], noise[:2])
-    t = _best(lambda: f.update(E, HE[..., None], y[:, None], R[:, None], noise), 1)
-    _row("EnKF.update (screening + noise + kernel, parallel)", P, t, copy_s)
-    t = _best(lambda: ETKF(inflation=1.02).update(E, HE[..., None], y[:, None], R[:, None]), 1)
-    _row("ETKF.update (screening + kernel, parallel)", P, t, copy_s)
-
-
-def _small(a, rng):
-    N, n = a.members, 6
-    S = a.small
-    Ps = S * S
-    Eg = rng.standard_normal((S, S, N, n))
-    Hg = Eg[..., :1] + 0.1 * rng.standard_normal((S, S, N, 1))
-    dg = rng.standard_normal((S, S, 1))
-    rg = np.full((S, S, 1), 2.0)
-    yc, xc = np.meshgrid(np.arange(S, dtype=float), np.arange(S, dtype=float), indexing="ij")
-    K.letkf_grid(
-        Eg[:3, :3],
-        Hg[:3, :3],
-        dg[:3, :3],
-        rg[:3, :3],
-        yc[:3, :3],
-        xc[:3, :3],
-        1.0,
-        1,
-        0,
-        1.0,
-        0.0,
-        0.0,
-        target="cpu",
-    )
+    eps = np.random.default_rng(1).standard_normal((P, N))
+    outs = np.empty_like(Es)
+    K.enkf_1obs(Es[:2], HEs[:2], d[:2], rinv[:2], eps[:2], 1.0, 0.0, 0.0, target="cpu")
+    K.etkf_1obs(Es[:2], HEs[:2], d[:2], rinv[:2], 1.0, 0.0, 0.0, target="cpu")
     t = _best(
-        lambda: K.letkf_grid(Eg, Hg, dg, rg, yc, xc, 1.0, 1, 0, 1.02, 0.0, 0.0, target="cpu"), 1
+        lambda: K.enkf_1obs(Es, HEs, d, rinv, eps, 1.02, 0.0, 0.0, outs, target="cpu"), repeat
     )
-    _row("LETKF 3x3 neighbourhood (9 obs per analysis)", Ps, t)
+    out["EnKF_stacked_kernel"] = (
+        _row("EnKF 1-obs kernel on a stacked state (noise given)", P, t, copy_s),
+        t / copy_s,
+    )
+    t = _best(lambda: K.etkf_1obs(Es, HEs, d, rinv, 1.02, 0.0, 0.0, outs, target="cpu"), repeat)
+    out["ETKF_stacked_kernel"] = (
+        _row("ETKF 1-obs kernel on a stacked state", P, t, copy_s),
+        t / copy_s,
+    )
+    print()
+    print(
+        f"{'filter':6} {'full path ÷ copy':>17} {'+ diagnostics ÷ copy':>21} {'fused kernels ÷ copy':>21}"
+    )
+    for name in ("EnKF", "ETKF"):
+        print(
+            f"{name:6} {out[name + '_full'][1]:16.2f}× {out[name + '_full_diag'][1]:20.2f}× {out[name + '_kernel'][1]:20.2f}×"
+        )
+    return out
+
+
+def small(size, members, repeat=2):
+    """LETKF, sigma-point filters, PF and filterpy on ``size × size`` pixels."""
+    N, n = members, 6
+    S = size
+    Ps = S * S
+    out = {"pixels_small": Ps}
+    rng = np.random.default_rng(2)
+    print(f"\n{S}x{S} pixels, {N} members, 6 state elements, 1 observation per pixel; one core")
+    ens, obs, op, params = ensemble_case(S, N, dims=("y", "x"))
+    sm3 = ens.isel(y=slice(0, 4), x=slice(0, 4))
+    letkf = LETKF(inflation=1.02, loc_radius=0.5)  # GC support 1.82 cells: the 3x3 neighbourhood
+    assimilate(
+        sm3,
+        obs.isel(y=slice(0, 4), x=slice(0, 4)),
+        op,
+        params.isel(y=slice(0, 4), x=slice(0, 4)),
+        method=letkf,
+    )
+    t = _best(lambda: assimilate(ens, obs, op, params, method=letkf), repeat)
+    out["LETKF_full"] = _row("LETKF 3x3 neighbourhood, full path (assimilate)", Ps, t)
+    Eg = np.ascontiguousarray(
+        np.moveaxis(
+            np.concatenate(
+                [ens["sm"].values, ens["swe"].values[:, None], ens["canopy_water"].values[:, None]],
+                axis=1,
+            ),
+            (0, 1),
+            (2, 3),
+        )
+    )
+    Hg = Eg[..., :1].copy()
+    dg = np.nan_to_num(obs["sm"].values[..., None] - Hg.mean(axis=-2))
+    rg = np.where(np.isfinite(obs["sm"].values), 1 / 0.02**2, 0.0)[..., None]
+    yc, xc = np.meshgrid(np.arange(S, dtype=float), np.arange(S, dtype=float), indexing="ij")
+    t = _best(
+        lambda: K.letkf_grid(
+            Eg, Hg, dg, rg, yc, xc, letkf.half_width, 1, 0, 1.02, 0.0, 0.0, target="cpu"
+        ),
+        repeat,
+    )
+    out["LETKF_kernel"] = _row("LETKF 3x3 kernel (9 obs per local analysis)", Ps, t)
 
     L = n
     mean = rng.standard_normal((Ps, L)) * 0.1
     Pc = np.broadcast_to(np.eye(L) * 0.01, (Ps, L, L))
     x_obs = rng.standard_normal((Ps, 1)) * 0.1
     Robs = np.full((Ps, 1), 0.01)
-    rates = {}
     for filt in (UKF(), SRUKF()):
         X, wm, wc = filt.sigma_points(mean, cov=Pc)
         t = _best(
             lambda filt=filt, X=X, wm=wm, wc=wc: filt.analysis(
                 X, wm, wc, lambda x: x[..., :1], x_obs, Robs, Q=1e-4
             ),
-            1,
+            repeat,
         )
-        rates[filt.name] = _row(f"{type(filt).__name__} (13 sigma points, NumPy batched)", Ps, t)
+        out[filt.name] = _row(f"{type(filt).__name__} predict + update (13 sigma points)", Ps, t)
     Ep = rng.standard_normal((Ps, N, n))
     pf = PF(reg=0.5, resample_threshold=0.5)
     noise = rng.standard_normal((Ps, 1 + N * n))
-    t = _best(lambda: pf.update(Ep, Ep[..., :1], x_obs, Robs, noise), 1)
-    _row("PF (reweight + systematic resampling + jitter)", Ps, t)
-
-    # ---- peers
+    t = _best(lambda: pf.update(Ep, Ep[..., :1], x_obs, Robs, noise), repeat)
+    out["pf"] = _row("PF (reweight + systematic resampling + jitter)", Ps, t)
     try:
         from filterpy.kalman import MerweScaledSigmaPoints, UnscentedKalmanFilter
     except ImportError:
         print("filterpy not installed: pip install filterpy (the 'bench' extra)")
+        out["filterpy"] = None
     else:
         npx = min(Ps, 500)
         pts = MerweScaledSigmaPoints(L, alpha=1.0, beta=2.0, kappa=0.0)
@@ -156,26 +276,25 @@ def _small(a, rng):
                 ukf.update(x_obs[i])
 
         t = _best(run_filterpy, 1)
-        r = _row("filterpy UnscentedKalmanFilter, per pixel", npx, t)
-        print(f"  xldas UKF / filterpy UKF speed ratio: {rates['ukf'] / r:,.0f}×")
+        out["filterpy"] = _row("filterpy UnscentedKalmanFilter, per pixel (same problem)", npx, t)
+        print(f"  xldas UKF / filterpy UKF speed ratio: {out['ukf'] / out['filterpy']:,.0f}×")
+    return out
+
+
+def dapper_l96(cycles=1000):
+    """DAPPER's EnKF/ETKF on its sakov2008 Lorenz-96 setup vs xldas on the same one."""
     try:
-        import dapper  # noqa: F401
+        import dapper.da_methods as da
+        from dapper.mods.Lorenz96.sakov2008 import HMM
     except ImportError:
         print("DAPPER not installed: pip install dapper (the 'bench' extra)")
-    else:
-        _dapper_l96()
-
-
-def _dapper_l96(cycles=1000):
-    """DAPPER's EnKF on its sakov2008 Lorenz-96 setup vs xldas on ours (same config)."""
-    import dapper.da_methods as da
-    from dapper.mods.Lorenz96.sakov2008 import HMM
-
+        return None
     from xldas.filters.lorenz import LORENZ96, twin_experiment
 
     hmm = HMM.copy()
     hmm.tseq.Ko = cycles
     hmm.tseq.BurnIn = 0.1 * cycles * hmm.tseq.dto
+    res = {}
     for label, xp, xf, N in [
         (
             "EnKF PertObs N=40 infl=1.06",
@@ -198,13 +317,51 @@ def _dapper_l96(cycles=1000):
         xp.stats.average_in_time()
         rmse_d = float(xp.avrgs.err.rms.a.val)
         t0 = time.perf_counter()
-        res = twin_experiment(LORENZ96, xf, N, n_cycles=cycles, burn_in=cycles // 10, seed=0)
+        r = twin_experiment(LORENZ96, xf, N, n_cycles=cycles, burn_in=cycles // 10, seed=0)
         t_x = time.perf_counter() - t0
+        res[label] = {
+            "dapper_rmse": rmse_d,
+            "dapper_s": t_d,
+            "xldas_rmse": r["rmse"],
+            "xldas_s": t_x,
+        }
         print(
             f"L96 {label:30} DAPPER rmse {rmse_d:.3f} in {t_d:6.1f} s | "
-            f"xldas rmse {res['rmse']:.3f} in {t_x:6.1f} s ({cycles} cycles)",
+            f"xldas rmse {r['rmse']:.3f} in {t_x:6.1f} s ({cycles} cycles)",
             flush=True,
         )
+    return res
+
+
+def figures(size=1000, members=32, small_size=100, repeat=3, dapper_cycles=1000):
+    """Run every part on one core and return the figures (for ``benchmarks/run.py``)."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with threadpool_limits(1):  # rates per core
+            out = large(size, members, repeat)
+            out.update(small(small_size, members, max(2, repeat)))
+            out["dapper"] = dapper_l96(dapper_cycles) if dapper_cycles else None
+    finally:
+        numba.set_num_threads(threads)
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=1000)
+    p.add_argument("--members", type=int, default=32)
+    p.add_argument("--small", type=int, default=100)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--dapper-cycles", type=int, default=1000, help="0 = skip DAPPER")
+    p.add_argument("--quick", action="store_true", help="500 x 500 pixels, 300 DAPPER cycles")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.size, a.dapper_cycles = min(a.size, 500), min(a.dapper_cycles, 300)
+    figures(a.size, a.members, a.small, a.repeat, a.dapper_cycles)
 
 
 if __name__ == "__main__":

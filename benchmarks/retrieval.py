@@ -132,6 +132,7 @@ def bench_inversions(n):
     )
     for name, a, b in rows:
         print(f"| {name} | {a:.3g} | {b:.3g} | {a / b:.1f}x |")
+    return rows  # (name, numba px/s/core, NumPy px/s) for benchmarks/run.py
 
 
 def _ub(est, truth):
