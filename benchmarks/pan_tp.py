@@ -35,7 +35,7 @@ from pathlib import Path
 
 RESOLUTION = 0.01
 FULL = (2000, 4000)
-CENTRE = (90.0, 33.0)
+CENTRE = (83.5, 33.0)  # inside both overpasses of the two cycles
 
 
 def experiment(ny: int, nx: int, members: int, chunk: int, store: str, loc_km: float) -> dict:

@@ -614,22 +614,20 @@ class CycleStore:
         return session, sums, small
 
     def _write_streaming(self, cycle, time, checkpoint, outputs):
-        """Lazy cycles: every group is written chunk by chunk by the tasks that compute it.
+        """Lazy cycles: every spatial chunk is written by one task as soon as it exists.
 
-        One ``dask.compute`` evaluates the whole cycle (forecast, analysis, statistics) once:
-        its store tasks write each chunk as soon as it exists (on the workers of a
-        distributed client, through icechunk fork sessions), the checksums of the
-        checkpoint and the scalar diagnostics are reductions of the same graph. Nothing
-        the size of the domain is held in this process; the forks are merged into one
-        session and committed once (the commit protocol is unchanged).
+        One ``dask.compute`` evaluates the whole cycle (forecast, analysis, statistics)
+        once. Its sinks are **one task per spatial chunk** that writes that chunk of every
+        variable of every group (outputs and checkpoint) and returns the chunk's checksum
+        terms: the graph then completes chunk after chunk, and the results of a chunk are
+        released as soon as its sink ran. (Sinks per *variable*, such as
+        ``dask.array.store`` followed by a reduction, make the scheduler compute a variable
+        over the whole domain first and keep every sibling intermediate of every chunk
+        alive meanwhile.) The writes go through icechunk fork sessions (pickled to the
+        workers of a distributed client, merged here), so nothing the size of the domain
+        is held in this process; the session is committed once (the commit protocol is
+        unchanged).
         """
-        from icechunk.dask import (
-            computing_meta,
-            extract_session,
-            merge_sessions,
-            merge_sessions_array_kwargs,
-        )
-
         session = self.repo.writable_session(_BRANCH)
         jobs = []  # (group, dataset, mode, append_dim, encoding)
         for group, ds in outputs.items():
@@ -641,55 +639,51 @@ class CycleStore:
         ck = self._checkpoint_ds(cycle, time, checkpoint)
         jobs.append(("checkpoint", ck, "w", None, None))
         forks = [session.fork() for _ in jobs]  # all from the clean session
-        stored, eager_forks = [], []
+        pieces = []  # (region key, target, region, block, checksum name or None)
         for fork, (group, ds, mode, append_dim, enc) in zip(forks, jobs):
             if append_dim is not None:
                 ds = _harmonise(ds, fork.store, group)
-            arrays = _write_lazy(ds, fork.store, group, mode, append_dim, enc)
-            if arrays:
-                stored += arrays
-            else:
-                eager_forks.append(fork)
-        import dask.array as dsa
-
-        reductions = [
-            dsa.reduction(
-                arr,
-                name="ice-changeset",
-                chunk=computing_meta(extract_session),
-                aggregate=computing_meta(merge_sessions_array_kwargs),
-                concatenate=False,
-                keepdims=False,
-                dtype=object,
-                meta=np.array([object()], dtype=object),
-            )
-            for arr in stored
-        ]
+            pieces += _lazy_pieces(ds, fork.store, group, mode, append_dim, enc)
+        tasks = _chunk_tasks(pieces)
         small = _scalars(outputs.get("diagnostics"))
-        parts = _checksum_parts(checkpoint)
         _fault("write", cycle)
         # the size of the cycle's task graph (tests/test_scale.py: linear in the chunks)
         from dask.base import collections_to_expr
 
-        todo = [c for c in (*reductions, *parts, small) if dask.is_dask_collection(c)]
-        self.last_graph_size = len(
-            collections_to_expr(todo, optimize_graph=False).__dask_graph__()
-        )
-        log.info("cycle %d: %d tasks", cycle, self.last_graph_size)
-        # optimize_graph=False: see _write_in_memory
-        results = dask.compute(reductions, parts, small, optimize_graph=False)
-        changes, parts, small = results
-        merged = [*eager_forks, *changes]
-        if merged:
-            session.merge(merge_sessions(*merged))
-        return session, _checksums_from_parts(checkpoint, parts), small
+        todo = [*tasks, *([small] if dask.is_dask_collection(small) else [])]
+        self.last_graph_size = len(collections_to_expr(todo, optimize_graph=False).__dask_graph__())
+        log.info("cycle %d: %d tasks, %d chunk sinks", cycle, self.last_graph_size, len(tasks))
+        # optimize_graph=False: see _write_in_memory (and the blocks of different
+        # variables must keep their shared keys)
+        results, small = dask.compute(tasks, small, optimize_graph=False)
+        sessions, totals = {}, {}
+        for sess, sums in results:
+            for x in sess:
+                sessions[id(x)] = x  # in-process schedulers return the fork itself
+            for name, (total, bad) in sums.items():
+                t0, b0 = totals.get(name, (0.0, 0))
+                totals[name] = (t0 + total, b0 + bad)
+        merged = list(sessions.values()) + [
+            f for f in forks if not any(f is x for x in sessions.values())
+        ]
+        from icechunk.dask import merge_sessions
+
+        session.merge(merge_sessions(*merged))
+        eager = [v for v in checkpoint.data_vars if not dask.is_dask_collection(checkpoint[v])]
+        sums = checksums(checkpoint[eager]) if eager else {}
+        for v, (total, bad) in totals.items():
+            sums[v] = [float(total), float(bad)]
+        sums = {v: sums[v] for v in sorted(sums)}
+        return session, sums, small
 
 
-def _write_lazy(ds: xr.Dataset, store, group: str, mode: str, append_dim, encoding) -> list:
-    """Write the metadata and the NumPy variables of ``ds`` now; return one lazy
-    ``dask.array.store`` per dask variable (``return_stored``: its chunks are the target
-    arrays, whose icechunk sessions hold the written chunks)."""
-    import dask.array as dsa
+def _lazy_pieces(ds: xr.Dataset, store, group: str, mode: str, append_dim, encoding) -> list:
+    """Write the metadata and the NumPy variables of ``ds`` now; return its dask blocks.
+
+    Each piece is ``(spatial region key, target zarr array, region, Delayed block,
+    checksum name)``; the checksum name is the variable name for the checkpoint's data
+    variables (their sums make the checksums), else None.
+    """
     import zarr
 
     lazy = [v for v in ds.variables if dask.is_dask_collection(ds[v].data)]
@@ -698,32 +692,64 @@ def _write_lazy(ds: xr.Dataset, store, group: str, mode: str, append_dim, encodi
         g = zarr.open_group(store, path=group, mode="r", zarr_format=3)
         n0 = g[append_dim].shape[0]
     # metadata, coordinates and NumPy variables (the delayed write of the dask variables
-    # that to_zarr returns is not used: they are stored below, one task per chunk)
+    # that to_zarr returns is not used: _chunk_tasks writes them)
     kw = {"encoding": encoding} if encoding else {}
     ds.to_zarr(
         store, group=group, mode=mode, append_dim=append_dim, compute=False, **kw, **_ZARR_KW
     )
-    sources, targets, regions = [], [], []
+    pieces = []
     for v in lazy:
-        da = ds[v].variable
+        var = ds[v].variable
         target = zarr.open_array(store, path=f"{group}/{v}", mode="r+", zarr_format=3)
-        region = tuple(
-            slice(n0, n0 + n) if d == append_dim else slice(0, n) for d, n in zip(da.dims, da.shape)
-        )
-        sources.append(da.data.astype(target.dtype))
-        targets.append(target)
-        regions.append(region)
-    if not sources:
-        return []
-    return dsa.store(
-        sources,
-        targets,
-        regions=regions,
-        lock=False,
-        compute=False,
-        return_stored=True,
-        load_stored=False,
-    )
+        data = var.data.astype(target.dtype)
+        offsets = [np.concatenate([[0], np.cumsum(c)]) for c in data.chunks]
+        blocks = data.to_delayed(optimize_graph=False)
+        name = v if group == "checkpoint" and v in ds.data_vars else None
+        for idx in np.ndindex(*blocks.shape):
+            region = tuple(
+                slice(
+                    (n0 if d == append_dim else 0) + int(off[i]),
+                    (n0 if d == append_dim else 0) + int(off[i + 1]),
+                )
+                for d, off, i in zip(var.dims, offsets, idx)
+            )
+            key = tuple(
+                (d, region[k].start, region[k].stop)
+                for k, d in enumerate(var.dims)
+                if d in _SPATIAL
+            )
+            pieces.append((key, target, region, blocks[idx], name))
+    return pieces
+
+
+_SPATIAL = ("lat", "lon", "y", "x", "rlat", "rlon")
+
+
+def _write_chunk(specs, *blocks):
+    """Sink of one spatial chunk: write every block; return the sessions and checksums."""
+    sessions, sums = {}, {}
+    for (target, region, name), block in zip(specs, blocks):
+        block = np.asarray(block)
+        target[region] = block
+        sessions[id(target.store.session)] = target.store.session
+        if name is not None:
+            a = block.astype(np.float64)
+            ok = np.isfinite(a)
+            t, b = sums.get(name, (0.0, 0))
+            sums[name] = (t + float(a[ok].sum()), b + int((~ok).sum()))
+    return list(sessions.values()), sums
+
+
+def _chunk_tasks(pieces) -> list:
+    """One delayed sink per spatial region (blocks without spatial dims: one together)."""
+    groups: dict = {}
+    for key, target, region, block, name in pieces:
+        groups.setdefault(key, []).append((target, region, block, name))
+    write = dask.delayed(_write_chunk, pure=False)
+    return [
+        write([(t, r, n) for t, r, _, n in items], *[b for _, _, b, _ in items])
+        for items in groups.values()
+    ]
 
 
 def _scalars(ds: xr.Dataset | None) -> xr.Dataset:
