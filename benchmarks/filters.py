@@ -54,8 +54,12 @@ def ensemble_case(size, members, seed=0, dims=("lat", "lon")):
     S, N = size, members
     sy, sx = dims
     coords = {sy: 38.0 + 0.01 * np.arange(S), sx: 100.0 + 0.01 * np.arange(S)}
-    if dims == ("y", "x"):
-        coords = {"y": np.arange(S, dtype=float), "x": np.arange(S, dtype=float)}
+    if dims == ("y", "x"):  # a projected 1-km grid
+        km = {"units": "km"}
+        coords = {
+            "y": ("y", np.arange(S, dtype=float), km),
+            "x": ("x", np.arange(S, dtype=float), km),
+        }
     sm = 0.25 + 0.03 * rng.standard_normal((N, 4, S, S))
     ens = xr.Dataset(
         {
@@ -203,7 +207,7 @@ def small(size, members, repeat=2):
     print(f"\n{S}x{S} pixels, {N} members, 6 state elements, 1 observation per pixel; one core")
     ens, obs, op, params = ensemble_case(S, N, dims=("y", "x"))
     sm3 = ens.isel(y=slice(0, 4), x=slice(0, 4))
-    letkf = LETKF(inflation=1.02, loc_radius=0.5)  # GC support 1.82 cells: the 3x3 neighbourhood
+    letkf = LETKF(inflation=1.02, loc_radius=0.5)  # GC support 1.82 km: the 3x3 neighbourhood
     assimilate(
         sm3,
         obs.isel(y=slice(0, 4), x=slice(0, 4)),
