@@ -198,14 +198,14 @@ def engine_run(resolution, members, chunk, client, scratch) -> dict:
 
 
 @contextlib.contextmanager
-def _slurm_client(conf, workers, memory):
+def _slurm_client(conf, workers, memory, interface):
     from distributed import Client
 
     from xldas.compute import slurm_cluster
 
     os.environ["SLURM_CONF"] = conf
     cluster = slurm_cluster(
-        cores=1, processes=1, memory=memory, walltime="01:00:00", queue=None, account=None
+        cores=1, processes=1, memory=memory, walltime="01:00:00", interface=interface
     )
     cluster.scale(jobs=workers)
     try:
@@ -223,6 +223,9 @@ def main(argv=None) -> None:
     p.add_argument("--chunk", type=int, default=100)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--slurm-memory", default="6GB")
+    p.add_argument(
+        "--slurm-interface", default="lo", help="network interface of the workers (lo: one node)"
+    )
     p.add_argument("--scratch", default=None)
     p.add_argument("--skip-components", action="store_true")
     p.add_argument("--out", default=None)
@@ -302,7 +305,7 @@ def main(argv=None) -> None:
     if conf is None:
         lines += ["", f"Slurm part skipped: {why}."]
     else:
-        with _slurm_client(conf, 2, args.slurm_memory) as client:
+        with _slurm_client(conf, 2, args.slurm_memory, args.slurm_interface) as client:
             r = engine_run(args.resolution, args.members, args.chunk, client, args.scratch)
         lines.append(
             f"| Slurm, 2 worker jobs | {ny} × {nx} | {chunks} | {r['wall_s']:.1f} | "
