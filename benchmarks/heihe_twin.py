@@ -16,40 +16,50 @@ truth (per pixel over the analysis times, then averaged over the pixels) of surf
 (top layer, 0–5 cm) and root-zone (depth-weighted 0–100 cm) soil moisture, with the
 reduction relative to the open loop, and the ratio of ensemble spread to RMSE.
 
-Filters: ``enkf``, ``etkf``, ``letkf`` and ``pf`` (a filter without its own YAML file reuses
-the EnKF file with ``filter.method`` replaced, as ``xldas demo`` does, so it runs with its
-default hyperparameters). The sigma-point filters (``ukf``, ``cdkf``, ``srukf``,
-``srcdkf``) need exactly 2n+1 members (n = 10 state elements here: 4 layers of ``sm`` and
-``tsoil``, ``swe``, ``canopy_water``), so when asked for they run with 21 members. They are
-not in the default list because the engine cannot run them yet: its initial ensemble is a
-random draw (and every member gets its own forcing perturbation), not a sigma-point set,
-so the sigma-point weights (UKF with alpha = 1e-3: w0 ≈ -1e6) turn it into a meaningless
-mean and covariance; ``--filters ukf`` fails at the first analysis
-(``LinAlgError: Eigenvalues did not converge`` in the square root of the analysis
-covariance). Such a failure is reported and the other filters are still scored.
+Filters: ``enkf``, ``etkf``, ``letkf`` and ``pf`` by default (a filter without its own YAML
+file reuses the EnKF file with ``filter.method`` replaced, as ``xldas demo`` does, so it runs
+with its default hyperparameters). The sigma-point filters (``--filters ukf cdkf srukf
+srcdkf``) cycle 2n+1 = 21 weighted points (n = 10 state elements: 4 layers of ``sm`` and
+``tsoil``, ``swe``, ``canopy_water``) propagated with the unperturbed forcing, their model
+error being the process noise ``Q`` of :data:`xldas.cycle.demo.SIGMA_POINT_SETUP`.
 
-Measured (default configuration, 0.05° = 104 × 100 cells, 30 daily cycles, 24 members,
-2 shared cores; domain = every grid cell, sub-basins from ``regions``)::
+Measured 2026-11-24 (default configuration, 0.05° = 104 × 100 cells, 30 daily cycles, 24
+members, 21 sigma points; 2 cores shared with other jobs, run at nice 19; domain = every
+grid cell, sub-basins from ``regions``)::
 
-    RMSE (m3 m-3) and reduction vs open loop   domain           upstream  midstream downstream
-    surface     open loop                      0.0189           0.0271    0.0173    0.0142
-                EnKF                           0.0137 (+27.4%)  +23.5%    +32.6%    +34.6%
-                ETKF                           0.0134 (+29.1%)  +24.0%    +36.4%    +36.4%
-                LETKF                          0.0131 (+30.7%)  +29.6%    +30.6%    +33.9%
-                PF                             0.0142 (+25.2%)  +21.4%    +30.8%    +31.5%
-    root zone   open loop                      0.0053           0.0128    0.0019    0.0021
-                EnKF                           0.0106 (-99%)    +8.0%     -434%     -322%
-                ETKF                           0.0080 (-50%)    +18.1%    -256%     -192%
-                LETKF                          0.0128 (-140%)   -25.7%    -520%     -416%
-                PF                             0.0087 (-64%)    +12.6%    -279%     -247%
+    RMSE (m3 m-3) and reduction vs open loop   domain           downstream midstream upstream
+    surface     open loop                      0.0187           0.0136     0.0168    0.0270
+                EnKF                           0.0140 (-24.7%)  -31.9%     -29.9%    -21.8%
+                ETKF                           0.0137 (-26.8%)  -33.2%     -34.3%    -22.6%
+                LETKF                          0.0127 (-31.7%)  -34.7%     -31.4%    -30.8%
+                PF                             0.0143 (-23.3%)  -29.6%     -29.2%    -19.6%
+                UKF / SR-UKF                   0.0144 (-23.0%)  -27.8%     -32.0%    -17.7%
+                CDKF / SR-CDKF                 0.0144 (-22.8%)  -27.7%     -31.4%    -17.4%
+    root zone   open loop                      0.0049           0.0010     0.0017    0.0126
+                EnKF                           0.0041 (-17.4%)  -33.4%     -20.5%    -21.4%
+                ETKF                           0.0040 (-17.8%)  -34.9%     -22.3%    -21.6%
+                LETKF                          0.0038 (-23.7%)  -30.2%     +1.1%     -28.1%
+                PF                             0.0041 (-16.3%)  -32.5%     -25.5%    -18.7%
+                UKF / SR-UKF                   0.0050 (+1.4%)   +69%       +12%      -16.3%
+                CDKF / SR-CDKF                 0.0051 (+4.4%)   +90%       +19%      -16.1%
 
-The surface target (>= 30%) is met by the LETKF only (EnKF 27%); the root-zone target is
-missed by every filter: the open loop's root-zone error (0.005, 0.002 mid- and downstream)
-is far below its ensemble spread (0.012: the 0.02 m3 m-3 initial perturbation drawn
-independently per layer, which the deep layers keep for the month), so the Tb–deep-layer
-covariances are mostly sampling noise; the 1.05 inflation applied at every daily analysis
-(also where no swath passed) grows that spread further (EnKF root-zone spread 0.018), and
-the LETKF, with ~40 Tb in its 45 km support on this grid, collapses it (0.004).
+Targets (EnKF and LETKF): the LETKF meets both; the EnKF meets the root-zone one and misses
+the surface one (-24.7% for -30%). Where the swath passes and QC keeps the Tb, an analysis
+takes the surface error from ~0.015–0.022 to ~0.005–0.008, but about a tenth of the cells
+(snow and glaciers upstream) are never assimilated (snow/frozen-soil QC), and between
+overpasses (2–3 days) the error grows back within a day or two: the storm displacement of
+the degraded forcing is not in the forcing perturbations (open-loop surface spread 0.010 for
+an error of 0.019). The LETKF also corrects the cells the swath or QC missed from their
+neighbours' Tb. The root-zone gains follow two changes made after the first filter runs
+(the truth, observations, errors and forcing perturbations were not changed): the initial
+ensemble has no state spread (the first set-up, 0.02 m3 m-3 independently per layer, gave
+the deep layers a spread 4–10× their error and every filter degraded the root zone by
+50–140%), and a cell without any used observation keeps its forecast (no inflation where
+nothing is assimilated). The sigma-point filters' deep-layer spread grows from ``Q`` added
+at every analysis (root-zone spread 0.0056 for an error of 0.005), which costs them the
+dry mid- and downstream root zone. The sigma-point outputs are reproducible only to
+rounding between processes (NumPy reductions; the SWE bound amplifies such differences to
+~1e-2 kg m-2 within a few cycles); the ensemble filters' are bitwise.
 
 Usage::
 
