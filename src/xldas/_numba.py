@@ -154,6 +154,18 @@ class gufunc:
         self.py_func: Callable | None = None
         self._core_ndims: list[int] | None = None
 
+    def __getstate__(self):
+        # dask ships kernels to distributed workers by pickling: the lock and the compiled
+        # gufuncs stay behind (each process compiles, or loads from the cache, its own)
+        state = self.__dict__.copy()
+        state["_lock"] = None
+        state["_compiled"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def __call__(self, *args, **kwargs):
         if self.py_func is None:  # used as decorator
             func = args[0]
