@@ -988,92 +988,80 @@ def _apply_weights_gu(E, u, v, a, rtpp, rtps, lo, hi, out, sprior, spost, adj):
     Ot = np.empty((T, N))
     Ut = np.empty((T, N))
     Vt = np.empty((T, N))
-    res = np.empty(3)
     for t0 in range(0, Q, T):
         nt = min(T, Q - t0)
-        for i in range(N):
-            for p in range(nt):
+        for p in range(nt):
+            for i in range(N):
                 Ut[p, i] = u[i, t0 + p]
                 Vt[p, i] = v[i, t0 + p]
         for lev in range(M // Q):
             o = lev * Q + t0
-            for i in range(N):
-                for p in range(nt):
-                    Et[p, i] = E[i, o + p]
             for p in range(nt):
-                _apply_pixel(
-                    Et[p], Ut[p], Vt[p], a[t0 + p], rtpp, rtps, lo[o + p], hi[o + p], Ot[p], res
-                )
-                sprior[o + p] = res[0]
-                spost[o + p] = res[1]
-                adj[o + p] = res[2]
-            for i in range(N):
-                for p in range(nt):
+                for i in range(N):
+                    Et[p, i] = E[i, o + p]
+            for p in range(nt):  # one element: members contiguous in the tile buffers
+                ap = a[t0 + p]
+                x0 = Et[p, 0]
+                s1 = 0.0
+                s2 = 0.0
+                su = 0.0
+                sxu = 0.0
+                for i in range(N):
+                    dx = Et[p, i] - x0
+                    s1 += dx
+                    s2 += dx * dx
+                    su += Ut[p, i]
+                    sxu += dx * Ut[p, i]
+                dm = s1 / N
+                sf = max(s2 - s1 * dm, 0.0)
+                sprior[o + p] = math.sqrt(sf / (N - 1.0))
+                c = sxu - dm * su
+                mj = x0 + dm
+                fa = ap
+                ma = 0.0
+                if (rtpp != 0.0 or rtps != 0.0) and ap != 0.0:
+                    m_ = 0.0
+                    sa = 0.0
+                    for i in range(N):
+                        xa = ap * (Et[p, i] - mj) + c * Vt[p, i]
+                        m_ += xa
+                        sa += xa * xa
+                    m_ /= N
+                    sa = max(sa - N * m_ * m_, 0.0)
+                    f_, g_ = 1.0, 0.0
+                    if rtpp != 0.0:
+                        f_, g_ = 1.0 - rtpp, rtpp
+                    elif sa > 0.0:
+                        f_ = rtps * (math.sqrt(sf) - math.sqrt(sa)) / math.sqrt(sa) + 1.0
+                    # relaxed: mean + m_ + f_ (a dx + c v - m_) + g_ dx
+                    ma = m_ * (1.0 - f_)
+                    fa = f_ * ap + g_
+                    c = f_ * c
+                lo_ = lo[o + p]
+                hi_ = hi[o + p]
+                tot = 0.0
+                cnt = 0.0
+                t1 = 0.0
+                t2 = 0.0
+                for i in range(N):
+                    e = Et[p, i]
+                    x = mj + ma + fa * (e - mj) + c * Vt[p, i]
+                    x = e if ap == 0.0 else x
+                    xc = x if x >= lo_ else lo_
+                    xc = xc if xc <= hi_ else hi_
+                    ok = x == x
+                    xc = xc if ok else x
+                    tot += xc - x if ok else 0.0
+                    cnt += 1.0 if ok else 0.0
+                    Ot[p, i] = xc
+                    dx = xc - x0
+                    t1 += dx
+                    t2 += dx * dx
+                adj[o + p] = tot / cnt if cnt > 0.0 else np.nan
+                spost[o + p] = math.sqrt(max(t2 - t1 * t1 / N, 0.0) / (N - 1.0))
+            for p in range(nt):
+                for i in range(N):
                     out[i, o + p] = Ot[p, i]
-
-
-@njit
-def _apply_pixel(E, u, v, ap, rtpp, rtps, lo, hi, out, res):
-    # one element, members contiguous: moments with register accumulators (shifted by
-    # the first member for stability), then update, bounds and posterior moments in one
-    # more pass (relaxation needs one pass more)
-    N = E.shape[0]
-    x0 = E[0]
-    s1 = 0.0
-    s2 = 0.0
-    su = 0.0
-    sxu = 0.0
-    for i in range(N):
-        dx = E[i] - x0
-        s1 += dx
-        s2 += dx * dx
-        su += u[i]
-        sxu += dx * u[i]
-    dm = s1 / N
-    sf = max(s2 - s1 * dm, 0.0)
-    res[0] = math.sqrt(sf / (N - 1.0))
-    c = sxu - dm * su
-    mj = x0 + dm
-    fa = ap
-    ma = 0.0
-    if (rtpp != 0.0 or rtps != 0.0) and ap != 0.0:
-        m_ = 0.0
-        sa = 0.0
-        for i in range(N):
-            xa = ap * (E[i] - mj) + c * v[i]
-            m_ += xa
-            sa += xa * xa
-        m_ /= N
-        sa = max(sa - N * m_ * m_, 0.0)
-        f_, g_ = 1.0, 0.0
-        if rtpp != 0.0:
-            f_, g_ = 1.0 - rtpp, rtpp
-        elif sa > 0.0:
-            f_ = rtps * (math.sqrt(sf) - math.sqrt(sa)) / math.sqrt(sa) + 1.0
-        # relaxed: mean + m_ + f_ (a dx + c v - m_) + g_ dx
-        ma = m_ * (1.0 - f_)
-        fa = f_ * ap + g_
-        c = f_ * c
-    tot = 0.0
-    cnt = 0.0
-    t1 = 0.0
-    t2 = 0.0
-    for i in range(N):
-        e = E[i]
-        x = mj + ma + fa * (e - mj) + c * v[i]
-        x = e if ap == 0.0 else x
-        xc = x if x >= lo else lo
-        xc = xc if xc <= hi else hi
-        ok = x == x
-        xc = xc if ok else x
-        tot += xc - x if ok else 0.0
-        cnt += 1.0 if ok else 0.0
-        out[i] = xc
-        dx = xc - x0
-        t1 += dx
-        t2 += dx * dx
-    res[2] = tot / cnt if cnt > 0.0 else np.nan
-    res[1] = math.sqrt(max(t2 - t1 * t1 / N, 0.0) / (N - 1.0))
 
 
 def apply_weights_reference(E, u, v, a, rtpp=0.0, rtps=0.0, lo=-np.inf, hi=np.inf):
