@@ -322,4 +322,11 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
+    # this file is named like the ``distributed`` package: run as a script, its folder
+    # comes first on sys.path and would shadow the package (imported inside the functions)
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    sys.modules.pop("distributed", None)
     main()
