@@ -235,6 +235,29 @@ QUICK_ARGS = {
 }
 
 
+def _summary(output: str) -> str:
+    """The speed-up row of a script's markdown tables (else the last row), with headers."""
+    lines = [ln.strip() for ln in output.strip().splitlines()]
+    blocks, cur = [], []  # markdown tables: runs of lines starting with "|"
+    for ln in [*lines, ""]:
+        if ln.startswith("|"):
+            if not set(ln) <= set("|-: "):
+                cur.append(ln)
+        elif cur:
+            blocks.append(cur)
+            cur = []
+    blocks = [b for b in blocks if len(b) >= 2]
+    # the speed-up row where there is one, else the last row of the last table
+    hits = [(b, r) for b in blocks for r in b[1:] if "speed-up" in r.lower()]
+    if hits or blocks:
+        table, last = hits[-1] if hits else (blocks[-1], blocks[-1][-1])
+        head, row = ([c.strip(" *") for c in ln.strip("|").split("|")] for ln in (table[0], last))
+        cells = "; ".join(f"{h}: {v}" for h, v in zip(head, row, strict=False))
+        return cells
+    text = [ln for ln in lines if ln]
+    return text[-1] if text else "no output"
+
+
 def _optional(name, label, q, log, compared):
     """Rows from a benchmark another part of the project provides (may be missing).
 
@@ -262,14 +285,7 @@ def _optional(name, label, q, log, compared):
     _, err = _run(f"{label} (benchmarks/{name}.py {' '.join(args)})", call, log)
     if err:
         return [(label, f"failed: {err}", compared)]
-    lines = [ln.strip() for ln in log[-1][1].strip().splitlines() if ln.strip()]
-    table = [ln for ln in lines if ln.startswith("|") and not set(ln) <= set("|-: ")]
-    if len(table) >= 2:  # the header and the last row of the script's last table
-        head, row = ([c.strip() for c in ln.strip("|").split("|")] for ln in (table[0], table[-1]))
-        cells = "; ".join(f"{h}: {v}" for h, v in zip(head, row, strict=False))
-        return [(label, f"{cells} (full output below)", compared)]
-    last = lines[-1] if lines else "no output"
-    return [(label, f"{last} (full output below)", compared)]
+    return [(label, f"{_summary(log[-1][1])} (full output below)", compared)]
 
 
 def main(argv=None):
