@@ -53,12 +53,14 @@ Examples
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import dask.array as dsa
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask.array.core import PerformanceWarning
 from matplotlib.path import Path as _Polygon
 
 from xldas._xr import add_history
@@ -604,22 +606,24 @@ def _observations(params, initial, lat_d, lon_d, t0, days, times, seed, coords) 
     pass_index = np.array([k for _, k in keep], np.int64)
     ds = {}
     for iv, v in enumerate(op.variables):
-        noise = dsa.blockwise(
-            _obs_block,
-            "tij",
-            lat_d,
-            "i",
-            lon_d,
-            "j",
-            dsa.from_array(pass_index, chunks=1),
-            "t",
-            dtype=np.float32,
-            seed=seed + 7919 * iv,
-            swath_km=cfg["swath_km"],
-            orbits_per_day=cfg["orbits_per_day"],
-            phase=97.3,
-            meta=np.empty((0, 0, 0), np.float32),
-        )
+        with warnings.catch_warnings():  # one block per overpass time: intended
+            warnings.simplefilter("ignore", PerformanceWarning)
+            noise = dsa.blockwise(
+                _obs_block,
+                "tij",
+                lat_d,
+                "i",
+                lon_d,
+                "j",
+                dsa.from_array(pass_index, chunks=1),
+                "t",
+                dtype=np.float32,
+                seed=seed + 7919 * iv,
+                swath_km=cfg["swath_km"],
+                orbits_per_day=cfg["orbits_per_day"],
+                phase=97.3,
+                meta=np.empty((0, 0, 0), np.float32),
+            )
         nz = xr.DataArray(
             noise, dims=("time", "lat", "lon"), coords={"time": obs_times.values, **coords}
         )
