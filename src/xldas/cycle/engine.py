@@ -17,10 +17,13 @@ For each analysis time ``t_k = start + k * cycle`` (k = 1, 2, ...):
 
 **Out of core.** Without a Dask client, a cluster or ``output.chunks`` (small in-process
 runs) a cycle is computed with NumPy end to end. Otherwise it is one lazy graph per cycle,
-evaluated by the commit: the store tasks write each spatial chunk of the analysis, of the
-outputs and of the checkpoint as soon as it is computed, and the next cycle reads the
-checkpoint back lazily; peak memory is a few chunks per worker thread whatever the domain
-size, and the graph grows linearly with the number of chunks (``tests/test_scale.py``).
+evaluated by the commit: one sink task per spatial chunk writes that chunk of the analysis,
+of the outputs and of the checkpoint as soon as it is computed, and the next cycle reads the
+checkpoint back lazily. The graph grows linearly with the number of chunks and nothing the
+size of the domain is gathered in this process (``tests/test_scale.py``); the domain-wide
+diagnostics (observation counts, innovation statistics) still make Dask's ordering keep
+per-chunk intermediates of many chunks alive, so the peak grows with the domain (about one
+copy of the ensemble state; ``benchmarks/results/pan_tp.md``).
 
 **Precision.** The carried state is float32: ``sm``, ``tsoil``, ``swe``, ``canopy_water``
 and the AR(1) forcing-perturbation states ``pert_*`` (standard normals) are stored and
