@@ -78,3 +78,16 @@ def test_sigma_point_config_refuses_forcing_perturbations():
         Experiment.from_dict(raw)
     raw["ensemble"] = {"forcing_perturbation": None}
     assert Experiment.from_dict(raw).filter.hyperparameters["Q"] == {"sm": 1e-5}
+
+
+@pytest.mark.parametrize("Q", [{"sm": [1e-4, 1e-5]}, {"sm": -1.0}, {"tsoil": float("nan")}])
+def test_bad_process_noise_names_the_variable(Q):
+    from xldas.obs import Identity
+
+    st = _state()
+    ens = sigma_point_ensemble(st, "cdkf", std={"sm": 0.01})
+    obs = xr.Dataset({"swe": st["swe"] + 1.0})
+    obs["swe"].attrs["error_std"] = 1.0
+    name = next(iter(Q))
+    with pytest.raises(FilterError, match=f"Q\\['{name}'\\]"):
+        ens.ldas.assimilate(obs, Identity("swe"), None, method=CDKF(Q=Q)).compute()

@@ -857,8 +857,15 @@ def _q_vector(Q, layout, n):
         return np.zeros(n)
     if isinstance(Q, Mapping):
         parts = []
-        for name, _extra, size in layout:
+        for name, extra, size in layout:
             v = np.asarray(Q.get(name, 0.0), float)
+            if v.ndim > 1 or v.size not in (1, size):
+                raise FilterError(
+                    f"Q[{name!r}] must be one variance or one per {extra or 'element'} "
+                    f"({size} values); got {v.size}"
+                )
+            if not np.all(np.isfinite(v)) or np.any(v < 0):
+                raise FilterError(f"Q[{name!r}] must hold finite variances >= 0; got {v.tolist()}")
             parts.append(np.broadcast_to(v, (size,)))
         return np.concatenate(parts)
     return np.broadcast_to(np.asarray(Q, float), (n,)).copy()
