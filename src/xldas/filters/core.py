@@ -35,6 +35,7 @@ import xarray as xr
 from xldas._xr import add_history, apply_kernel, spatial_dims
 from xldas.errors import DimensionError, FilterError, ObservationError
 from xldas.filters import _kernels as K
+from xldas.filters import _local as LK
 from xldas.filters.methods import (
     ETKF,
     LETKF,
@@ -262,6 +263,22 @@ def _ensemble_block(E, HE, y, R, pix, *, filt, seed, cycle):
     return filt.update(E, HE, y, R, noise)[0]
 
 
+def _localised(filt) -> bool:
+    """An EnKF with ``loc_radius``: analysed like the LETKF, with neighbours' observations."""
+    return isinstance(filt, EnKF) and filt.loc_radius is not None
+
+
+def _perturbation_block(rinv, pix, *, filt, N, seed, cycle):
+    """Observation perturbations (..., N, m) of each pixel's observations.
+
+    The same Philox draws as the per-pixel EnKF (:func:`_ensemble_block`), so a support
+    smaller than the grid spacing gives exactly the per-pixel analysis.
+    """
+    m = rinv.shape[-1]
+    noise = _noise(pix, filt.n_noise(N, 0, m), seed, cycle, _PURPOSE["enkf"])
+    return filt.perturbations(noise, np.asarray(rinv, float), N)
+
+
 def _pf_block(E, HE, y, R, w, pix, *, filt, seed, cycle):
     N, n = E.shape[-2:]
     noise = _noise(pix, filt.n_noise(N, n, HE.shape[-1]), seed, cycle, _PURPOSE["pf"])
@@ -325,7 +342,12 @@ def _letkf_geometry(ens, filt: LETKF):
     return yc2.transpose(sy, sx), xc2.transpose(sy, sx), c, halo, metric
 
 
-def _letkf(E, HE, d, rinv, ens, filt: LETKF):
+def _letkf(E, HE, d, rinv, ens, filt, eps=None):
+    """Local analyses on the grid: LETKF, or the localised EnKF when ``eps`` is given.
+
+    Halos of ``ceil(2c / cell)`` pixels are exchanged between spatial chunks, so the
+    result does not depend on the chunking.
+    """
     sy, sx = spatial_dims(ens)
     extra = [x for x in E.dims if x not in (sy, sx, "member", "state")]
     if extra:
@@ -337,8 +359,13 @@ def _letkf(E, HE, d, rinv, ens, filt: LETKF):
     rinv = rinv.transpose(sy, sx, "obs")
     args = (filt.inflation, filt.rtpp, filt.rtps)
     kern = partial(_letkf_kernel, c=c, halo=halo, metric=metric, args=args, engine=filt.engine)
+    if eps is not None:
+        eps = eps.transpose(sy, sx, "member", "obs")
+        kern = partial(_local_enkf_kernel, c=c, halo=halo, metric=metric, args=args)
+        kern = partial(kern, engine=filt.engine)
     if all(a.chunks is None for a in (E, HE, d, rinv)):
-        out = kern(E.values, HE.values, d.values, rinv.values, yc.values, xc.values)
+        extra = () if eps is None else (np.asarray(eps.values, float),)
+        out = kern(E.values, HE.values, d.values, rinv.values, *extra, yc.values, xc.values)
         return E.copy(data=out)
     if E.chunks is None:
         E = E.chunk()
@@ -362,6 +389,11 @@ def _letkf(E, HE, d, rinv, ens, filt: LETKF):
     def ov(x):
         return overlap(x, depth={**hs, **{i: 0 for i in range(2, x.ndim)}}, boundary=none)
 
+    if eps is None:
+        extra = ()
+    else:
+        e4 = eps.data if eps.chunks else dsa.from_array(eps.values, (*chunks2, -1, -1))
+        extra = (ov(e4.rechunk((*chunks2, -1, -1))), "ijkm")
     data = dsa.blockwise(
         kern,
         "ijkl",
@@ -373,6 +405,7 @@ def _letkf(E, HE, d, rinv, ens, filt: LETKF):
         "ijm",
         ov(r3),
         "ijm",
+        *extra,
         ov(ycd),
         "ij",
         ov(xcd),
@@ -391,6 +424,12 @@ def _letkf_kernel(E, HE, d, rinv, yc, xc, *, c, halo, metric, args, engine):
         return K.letkf_grid_reference(E, HE, d, rinv, yc, xc, c, metric, *args)
     # all dims are core dims (one block): the serial target avoids thread start-up costs
     return K.letkf_grid(E, HE, d, rinv, yc, xc, c, halo, metric, *args, target="cpu")
+
+
+def _local_enkf_kernel(E, HE, d, rinv, eps, yc, xc, *, c, halo, metric, args, engine):
+    if engine == "numpy":
+        return LK.lenkf_grid_reference(E, HE, d, rinv, eps, yc, xc, c, metric, *args)
+    return LK.lenkf_grid(E, HE, d, rinv, eps, yc, xc, c, halo, metric, *args, target="cpu")
 
 
 # ----------------------------------------------------------------- bounds
@@ -503,6 +542,12 @@ def assimilate(
         from xldas.filters._cuda import check_gpu_method
 
         check_gpu_method(filt)
+        if _localised(filt):
+            raise FilterError(
+                "EnKF with loc_radius has no GPU form: move the ensemble to NumPy chunks "
+                "(xldas.compute.to_backend(ens, 'numpy')) or use EnKF/ETKF without "
+                "localisation on the GPU"
+            )
     if "member" not in ens.dims:
         raise DimensionError("the ensemble has no 'member' dimension")
     n_members = ens.sizes["member"]
@@ -519,7 +564,12 @@ def assimilate(
 
     # one observation per pixel on CPU: fused kernels without a stacked state copy
     # (CuPy ensembles take the stacked path, whose blocks dispatch to the CUDA kernels)
-    if type(filt) in (EnKF, ETKF) and filt.engine == "numba" and array_backend(ens) == "numpy":
+    if (
+        type(filt) in (EnKF, ETKF)
+        and not _localised(filt)
+        and filt.engine == "numba"
+        and array_backend(ens) == "numpy"
+    ):
         fused = _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds)
         if fused is not None:
             return _finish(ens, filt, seed, cycle, *fused, return_diagnostics)
@@ -593,6 +643,18 @@ def assimilate(
         if isinstance(filt, LETKF):
             d, rinv = _screen(HE, y, R, filt.gross_error)[:2]
             Ea = _letkf(E, HE, d, rinv, ens, filt)
+        elif _localised(filt):
+            d, rinv = _screen(HE, y, R, filt.gross_error)[:2]
+            eps = apply_kernel(
+                partial(_perturbation_block, filt=filt, N=n_members, seed=seed, cycle=cycle),
+                rinv,
+                _pixel_index(ens),
+                input_core_dims=[["obs"], []],
+                output_core_dims=[["member", "obs"]],
+                output_dtypes=["f8"],
+                output_sizes={"member": n_members},
+            )
+            Ea = _letkf(E, HE, d, rinv, ens, filt, eps=eps)
         elif isinstance(filt, PF):
             wp = (
                 ens["weight"].astype("f8")

@@ -49,6 +49,7 @@ from scipy.special import ndtr
 
 from xldas.errors import DimensionError, FilterError, ObservationError, UnknownOptionError
 from xldas.filters import _kernels as K
+from xldas.filters import _local as L
 
 __all__ = [
     "CDKF",
@@ -214,6 +215,13 @@ class EnKF:
     rtpp, rtps : relaxation to prior perturbations / spread (0 = off).
     gross_error : ``k`` of the gross-error check (``inf`` = off).
     centred : centre the observation perturbations to zero ensemble mean.
+    loc_radius : ``None`` (default): every observation given to a pixel (or to the
+        array-level analysis) updates its whole state. A number: localised EnKF with
+        Gaspari–Cohn R-localisation as for :class:`LETKF` (half-width
+        ``1.82 * loc_radius``, km on geographic grids, distance units on plain arrays):
+        on grids each pixel is analysed with the observations of its neighbours within
+        the support, their ``R^-1`` multiplied by the taper and their perturbations
+        scaled to the localised variance (:mod:`xldas.filters._local`).
     engine : ``"numba"`` (gufunc kernels) or ``"numpy"`` (references).
 
     Examples
@@ -224,6 +232,14 @@ class EnKF:
     >>> Ea = EnKF(inflation=1.02).analysis(E, E[..., :1], np.full((4, 1), 1.2), np.full((4, 1), 0.05), rng=rng)
     >>> Ea.shape
     (4, 40, 2)
+
+    Localised, on a periodic ring of 40 variables observed everywhere:
+
+    >>> E = rng.normal(size=(20, 40)); pos = np.arange(40.0)
+    >>> Ea = EnKF(loc_radius=4).analysis(E, E, np.zeros(40), np.ones(40), rng=rng,
+    ...     state_pos=pos, obs_pos=pos, distance=periodic_distance(40))
+    >>> Ea.shape
+    (20, 40)
     """
 
     inflation: float = 1.0
@@ -231,6 +247,7 @@ class EnKF:
     rtps: float = 0.0
     gross_error: float = np.inf
     centred: bool = True
+    loc_radius: float | None = None
     engine: str = "numba"
 
     name: ClassVar[str] = "enkf"
@@ -238,16 +255,62 @@ class EnKF:
 
     def __post_init__(self):
         _check_common(self)
+        if self.loc_radius is not None:
+            _check_positive("loc_radius", self.loc_radius)
+
+    @property
+    def half_width(self) -> float:
+        """Gaspari–Cohn half-width ``c = 1.82 * loc_radius`` (support ``2c``)."""
+        if self.loc_radius is None:
+            raise FilterError("EnKF: no loc_radius, hence no localisation half-width")
+        return 1.82 * self.loc_radius
 
     def n_noise(self, N: int, n: int, m: int) -> int:
         """Standard normal numbers per pixel this filter consumes."""
         return N * m
 
-    def analysis(self, E, HE, y, R, rng=None):
-        """Analysis ensemble (..., N, n); see the module docstring for shapes."""
+    def analysis(self, E, HE, y, R, rng=None, state_pos=None, obs_pos=None, distance=None):
+        """Analysis ensemble (..., N, n); see the module docstring for shapes.
+
+        With ``loc_radius`` set, ``state_pos``, ``obs_pos`` and ``distance`` (as for
+        :meth:`LETKF.analysis`) localise the update.
+        """
         E, HE = _check_ensemble(E, HE, self.min_members, type(self).__name__)
         noise = _draw(rng, E.shape[:-2], self.n_noise(E.shape[-2], E.shape[-1], HE.shape[-1]))
-        return self.update(E, HE, y, R, noise)[0]
+        local = (state_pos, obs_pos, distance)
+        if self.loc_radius is None:
+            if any(x is not None for x in local):
+                raise FilterError("EnKF: positions and distance need loc_radius to be set")
+            return self.update(E, HE, y, R, noise)[0]
+        if any(x is None for x in local):
+            raise FilterError(
+                "EnKF with loc_radius: pass state_pos, obs_pos and distance to analysis()"
+            )
+        HE, d, rinv, _, _ = prepare_observations(HE, y, R, self.gross_error)
+        rho = K.gaspari_cohn(np.asarray(distance(state_pos, obs_pos), float) / self.half_width)
+        if rho.shape != (E.shape[-1], HE.shape[-1]):
+            raise DimensionError(
+                f"distance returned shape {rho.shape}; expected (n, m) = {(E.shape[-1], HE.shape[-1])}"
+            )
+        eps = self.perturbations(noise, rinv, E.shape[-2])
+        a = (self.inflation, self.rtpp, self.rtps)
+        if self.engine == "numpy":
+            return L.lenkf_taper_reference(E, HE, d, rinv, eps, rho, *a)
+        return L.lenkf_taper(E, HE, d, rinv, eps, rho, *a, target=_target(E))
+
+    def perturbations(self, noise, rinv, N):
+        """Observation perturbations (..., N, m) from standard normals ``noise`` (..., >= N*m).
+
+        Centred to zero ensemble mean when ``centred``; scaled by the error standard
+        deviation ``rinv^-1/2``; zero for unused observations.
+        """
+        m = rinv.shape[-1]
+        z = noise[..., : N * m].reshape(*noise.shape[:-1], N, m)
+        if self.centred:
+            z = z - z.mean(axis=-2, keepdims=True)
+        with np.errstate(divide="ignore"):
+            sd = np.where(rinv > 0, 1.0 / np.sqrt(np.where(rinv > 0, rinv, 1.0)), 0.0)
+        return z * sd[..., None, :]
 
     def update(self, E, HE, y, R, noise, weights=None):
         """Core of :meth:`analysis` with the random numbers given: ``(Ea, None)``."""
@@ -256,13 +319,8 @@ class EnKF:
         return self._update(E, HE, d, rinv, noise), None
 
     def _update(self, E, HE, d, rinv, noise):
-        N, m = E.shape[-2], HE.shape[-1]
-        z = noise[..., : N * m].reshape(*noise.shape[:-1], N, m)
-        if self.centred:
-            z = z - z.mean(axis=-2, keepdims=True)
-        with np.errstate(divide="ignore"):
-            sd = np.where(rinv > 0, 1.0 / np.sqrt(np.where(rinv > 0, rinv, 1.0)), 0.0)
-        eps = z * sd[..., None, :]
+        m = HE.shape[-1]
+        eps = self.perturbations(noise, rinv, E.shape[-2])
         a = (self.inflation, self.rtpp, self.rtps)
         if self.engine == "numpy":
             return K.enkf_reference(E, HE, d, rinv, eps, *a)
