@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numba
 import numpy as np
 
 from xldas._numba import gufunc, njit
@@ -762,13 +763,184 @@ def philox_normal_reference(index, seed, cycle, purpose, k):
 # with per-pixel member vectors ``u`` (the observation anomalies) and ``v`` (the gain
 # applied to each member) and the anomaly factor ``a`` (the inflation; ``a = 0`` marks a
 # pixel without a used observation, whose forecast passes unchanged). ``one_obs_weights``
-# computes ``u, v, a`` and the screening diagnostics from the predicted observations in
-# one pass, drawing the EnKF perturbations itself from Philox (same numbers as
-# :func:`philox_normal`); ``apply_weights`` then updates each variable in its own layout
-# (no stacked copy of the state), with relaxation, bounds, the bound accounting and the
-# prior/posterior spread in the same pass. Neither allocates.
+# computes ``u, v, a`` and the screening diagnostics from the predicted observations,
+# drawing the EnKF perturbations itself from Philox (the draws of :func:`philox_normal`);
+# ``apply_weights`` then updates each variable in its own layout (no stacked copy of the
+# state), with relaxation, bounds, the bound accounting and the prior/posterior spread in
+# the same pass. Neither allocates per pixel. Both work on tiles of pixels with the
+# pixels innermost: every loop over members runs along contiguous memory for a whole
+# tile (SIMD across pixels; per pixel the sums still run over the members in order), and
+# a tile stays in cache between the passes over it, so the ensemble is read once from
+# memory and written once.
 MODE_ETKF, MODE_ENKF, MODE_ENKF_UNCENTRED = 0, 1, 2
-_TILE = 256  # pixels per cache tile of apply_weights
+_TILE = 512  # pixels per tile (32 members × 512 pixels × 8 B = 128 KiB: in L2)
+
+# Philox4x32-10 on unsigned 64-bit words. Numba compiles signed integer arithmetic with
+# LLVM's ``nsw`` flag (signed overflow is undefined), and the 32 × 32-bit products of
+# Philox exceed 2**63: in vectorised code LLVM then folds comparisons on the result
+# wrongly. Unsigned arithmetic wraps by definition.
+_UM0, _UM1 = np.uint64(_PHILOX_M0), np.uint64(_PHILOX_M1)
+_UW0, _UW1 = np.uint64(_PHILOX_W0), np.uint64(_PHILOX_W1)
+_UMASK, _U1, _U3, _U30, _U32 = (np.uint64(k) for k in (_MASK32, 1, 3, 30, 32))
+_UHALF30, _UPURPOSE = np.uint64(1 << 29), np.uint64(0x85EBCA6B)
+
+
+def _bm_coefficients():
+    """Polynomial coefficients of the Box–Muller transform (IEEE operations only).
+
+    ``log(1 + f) = f - f²/2 + s (f²/2 + R(s²))``, ``s = f / (2 + f)``, with the series
+    ``R = Σ_k 2 s^(2k) / (2k + 1)`` (k = 1..10: |s| ≤ 0.1716 leaves < 1e-18); Taylor
+    series of ``sin(π g / 2)`` (odd powers to 17) and ``cos(π g / 2)`` (even powers to 18)
+    for ``|g| ≤ 1/2`` (remainder < 1e-18). Built by multiplications and divisions only,
+    so the constants are the same on every IEEE machine.
+    """
+    hp = math.pi / 2.0
+    log_c = tuple(2.0 / (2 * k + 1) for k in range(1, 11))
+    sin_c, cos_c = [], []
+    power, fact = 1.0, 1.0
+    for n in range(1, 19):
+        power *= hp
+        fact *= n
+        term = power / fact
+        if n % 2:
+            sin_c.append(-term if (n // 2) % 2 else term)
+        else:
+            cos_c.append(-term if (n // 2) % 2 else term)
+    return log_c, tuple(sin_c), tuple(cos_c)
+
+
+(_LG1, _LG2, _LG3, _LG4, _LG5, _LG6, _LG7, _LG8, _LG9, _LG10), _SIN_C, _COS_C = _bm_coefficients()
+_S1, _S3, _S5, _S7, _S9, _S11, _S13, _S15, _S17 = _SIN_C
+_C2, _C4, _C6, _C8, _C10, _C12, _C14, _C16, _C18 = _COS_C
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 = _LN2_HI + _LN2_LO, _LN2_HI with 21
+_LN2_LO = 1.90821492927058770002e-10  # trailing zero bits (k ln2_hi exact for |k| < 2**11)
+_SQRT2 = math.sqrt(2.0)
+
+
+# error_model="numpy": a float division is not checked for zero (the check would be a
+# branch that keeps LLVM from vectorising the loop)
+@numba.njit(cache=False, fastmath=False, nogil=True, error_model="numpy")
+def _philox_normal_tile(pix, seed, cycle, purpose, out, t0, za, zb):
+    """``out[:, t0:t0+nt]`` ← the numbers of :func:`philox_normal` of the ``nt`` pixels ``pix``.
+
+    ``pix`` (nt) keys of a tile of pixels, ``out`` (k, X) C-contiguous, row ``i`` = the
+    ``i``-th number of each pixel; ``za``, ``zb`` scratch of at least ``nt``. The same Philox4x32-10 integers as
+    :func:`philox_normal`; Box–Muller with polynomial ``log``/``sin``/``cos`` (IEEE
+    arithmetic only, no libm), so that the loop over the pixels runs in SIMD lanes and
+    every pixel gets bitwise the same numbers whatever lane, block or chunk it falls in.
+    The angle ``2π u2 = (π/2)(q + g)`` is reduced exactly (``q`` the nearest quarter
+    turn); ``log u1`` follows the classic ``k ln2 + log(m)`` split. The numbers equal
+    those of :func:`philox_normal` (libm) to a few units in the last place.
+    """
+    k = out.shape[0]
+    nt = pix.shape[0]
+    useed = np.uint64(seed)
+    k0i = useed & _UMASK
+    k1i = ((useed >> _U32) ^ (np.uint64(purpose) * _UPURPOSE)) & _UMASK
+    c3i = np.uint64(cycle) & _UMASK
+    for blk in range((k + 1) // 2):
+        cb = np.uint64(blk) & _UMASK
+        for p in range(nt):
+            idx = np.uint64(pix[p])
+            c0 = idx & _UMASK
+            c1 = (idx >> _U32) & _UMASK
+            c2 = cb
+            c3 = c3i
+            k0 = k0i
+            k1 = k1i
+            for _ in range(10):
+                p0 = _UM0 * c0
+                p1 = _UM1 * c2
+                hi0 = (p0 >> _U32) & _UMASK
+                lo0 = p0 & _UMASK
+                hi1 = (p1 >> _U32) & _UMASK
+                lo1 = p1 & _UMASK
+                c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+                k0 = (k0 + _UW0) & _UMASK
+                k1 = (k1 + _UW1) & _UMASK
+            # u1 = (c0 + 1/2) 2^-32 = x0 2^-33, x0 an odd integer < 2^33: x0 = 2^e m exactly
+            x0 = 2.0 * float(c0) + 1.0
+            x1 = x0 * 2.3283064365386963e-10 if x0 >= 4294967296.0 else x0
+            e1 = 32.0 if x0 >= 4294967296.0 else 0.0
+            x2 = x1 * 1.52587890625e-05 if x1 >= 65536.0 else x1
+            e2 = e1 + 16.0 if x1 >= 65536.0 else e1
+            x3 = x2 * 0.00390625 if x2 >= 256.0 else x2
+            e3 = e2 + 8.0 if x2 >= 256.0 else e2
+            x4 = x3 * 0.0625 if x3 >= 16.0 else x3
+            e4 = e3 + 4.0 if x3 >= 16.0 else e3
+            x5 = x4 * 0.25 if x4 >= 4.0 else x4
+            e5 = e4 + 2.0 if x4 >= 4.0 else e4
+            x6 = x5 * 0.5 if x5 >= 2.0 else x5
+            e6 = e5 + 1.0 if x5 >= 2.0 else e5
+            m = x6 * 0.5 if x6 > _SQRT2 else x6  # m in (1/√2, √2]
+            dk = (e6 + 1.0 if x6 > _SQRT2 else e6) - 33.0
+            f = m - 1.0
+            s = f / (2.0 + f)
+            z = s * s
+            r = z * (
+                _LG1
+                + z
+                * (
+                    _LG2
+                    + z
+                    * (
+                        _LG3
+                        + z
+                        * (
+                            _LG4
+                            + z
+                            * (_LG5 + z * (_LG6 + z * (_LG7 + z * (_LG8 + z * (_LG9 + z * _LG10)))))
+                        )
+                    )
+                )
+            )
+            hfsq = 0.5 * f * f
+            log_u1 = dk * _LN2_HI - ((hfsq - (s * (hfsq + r) + dk * _LN2_LO)) - f)
+            rad = math.sqrt(-2.0 * log_u1)
+            # 2π u2 = (π/2)(q + g), u2 = (c1 + 1/2) 2^-32, q = nearest integer to 4 u2
+            q = (c1 + _UHALF30) >> _U30
+            g = ((float(c1) + 0.5) - float(q) * 1073741824.0) * 9.313225746154785e-10
+            g2 = g * g
+            sn = g * (
+                _S1
+                + g2
+                * (
+                    _S3
+                    + g2
+                    * (
+                        _S5
+                        + g2
+                        * (_S7 + g2 * (_S9 + g2 * (_S11 + g2 * (_S13 + g2 * (_S15 + g2 * _S17)))))
+                    )
+                )
+            )
+            cs = 1.0 + g2 * (
+                _C2
+                + g2
+                * (
+                    _C4
+                    + g2
+                    * (
+                        _C6
+                        + g2
+                        * (_C8 + g2 * (_C10 + g2 * (_C12 + g2 * (_C14 + g2 * (_C16 + g2 * _C18)))))
+                    )
+                )
+            )
+            # quarter turns, branch-free: (cos, sin) of q·π/2 + φ
+            qm = q & _U3
+            odd = (qm & _U1) == _U1
+            sgc = 1.0 - 2.0 * float(((qm + _U1) >> _U1) & _U1)
+            sgs = 1.0 - 2.0 * float((qm >> _U1) & _U1)
+            za[p] = rad * (sgc * (sn if odd else cs))
+            zb[p] = rad * (sgs * (cs if odd else sn))
+        row = out[2 * blk, t0 : t0 + nt]  # views: contiguous stores
+        for p in range(nt):
+            row[p] = za[p]
+        if 2 * blk + 1 < k:
+            row = out[2 * blk + 1, t0 : t0 + nt]
+            for p in range(nt):
+                row[p] = zb[p]
 
 
 @gufunc(
@@ -793,75 +965,87 @@ def _one_obs_weights_gu(
     perturbations, 2 = uncentred). Outputs per pixel ``u``, ``v``, ``a`` (see above),
     ``innov`` (``y - mean(HE)`` where used, NaN otherwise), ``expected``
     (``sqrt(var(HE) + R)``), ``used`` and ``rej`` (gross-error rejection). Same screening
-    as :func:`screen_observations`. The EnKF perturbations of pixel ``p`` are
-    ``philox_normal(pix[p], seed, cycle, purpose, N)``.
+    as :func:`screen_observations`. The EnKF perturbations of pixel ``p`` are the numbers
+    of ``philox_normal(pix[p], seed, cycle, purpose, N)`` (see
+    :func:`_philox_normal_tile`). Tiles of :data:`_TILE` pixels: the tile's ``HE``,
+    ``u`` and ``v`` stay in cache between its passes.
     """
     N, X = HE.shape
-    w = np.empty((7, X))  # per row, not per pixel
-    hb, yy, coef, dd, zmean, sd, ok_ = w[0], w[1], w[2], w[3], w[4], w[5], w[6]
-    for p in range(X):
-        hb[p] = 0.0
-        yy[p] = 0.0
-        zmean[p] = 0.0
-    for i in range(N):
-        for p in range(X):
-            hb[p] += HE[i, p]
-    for p in range(X):
-        hb[p] /= N
-    for i in range(N):
-        for p in range(X):
-            yy[p] += (HE[i, p] - hb[p]) ** 2
+    T = min(X, _TILE)
+    w = np.empty((9, T + 8))  # per tile, not per pixel; rows 4 KiB apart would alias in the CPU
+    hb, yy, coef, dd, zmean, sd, ok_, za, zb = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
     f2 = infl * infl
-    for p in range(X):
-        var = yy[p] / (N - 1.0)
-        d = y[p] - hb[p]
-        r_ = R[p]
-        valid = math.isfinite(y[p]) and math.isfinite(r_) and math.isfinite(hb[p])
-        expected[p] = math.sqrt(var + r_) if math.isfinite(r_) else np.nan
-        rejected = False
-        if valid and gross < np.inf:
-            rejected = not (abs(d) <= gross * math.sqrt(var + r_))
-        ok = valid and not rejected
-        used[p] = 1 if ok else 0
-        rej[p] = 1 if rejected else 0
-        innov[p] = d if ok else np.nan
-        a[p] = infl if ok else 0.0
-        ok_[p] = 1.0 if ok else 0.0
-        r = 1.0 / r_ if ok else 0.0
-        yyi = f2 * yy[p]
-        s = r * yyi
+    for tile in range((X + T - 1) // T):
+        t0 = tile * T
+        t1 = min(t0 + T, X)
+        nt = t1 - t0
+        # rows of the tile as 1-D views indexed from 0: plain contiguous (SIMD) loads and
+        # stores (a computed offset of unknown sign would need wraparound selects: gathers)
+        yt, Rt, at, it = y[t0:t1], R[t0:t1], a[t0:t1], innov[t0:t1]
+        et, ut, rt = expected[t0:t1], used[t0:t1], rej[t0:t1]
+        for p in range(nt):
+            hb[p] = 0.0
+            yy[p] = 0.0
+            zmean[p] = 0.0
+        for i in range(N):
+            h = HE[i, t0:t1]
+            for p in range(nt):
+                hb[p] += h[p]
+        for p in range(nt):
+            hb[p] /= N
+        for i in range(N):
+            h = HE[i, t0:t1]
+            for p in range(nt):
+                yy[p] += (h[p] - hb[p]) ** 2
+        for p in range(nt):
+            var = yy[p] / (N - 1.0)
+            d = yt[p] - hb[p]
+            r_ = Rt[p]
+            valid = math.isfinite(yt[p]) and math.isfinite(r_) and math.isfinite(hb[p])
+            et[p] = math.sqrt(var + r_) if math.isfinite(r_) else np.nan
+            rejected = False
+            if valid and gross < np.inf:
+                rejected = not (abs(d) <= gross * math.sqrt(var + r_))
+            ok = valid and not rejected
+            ut[p] = 1 if ok else 0
+            rt[p] = 1 if rejected else 0
+            it[p] = d if ok else np.nan
+            at[p] = infl if ok else 0.0
+            ok_[p] = 1.0 if ok else 0.0
+            r = 1.0 / r_ if ok else 0.0
+            yyi = f2 * yy[p]
+            s = r * yyi
+            if mode == MODE_ETKF:
+                beta = 1.0 / math.sqrt(1.0 + s / (N - 1.0)) - 1.0
+                coef[p] = infl * beta / yyi if (ok and yyi > 0.0) else 0.0  # projection × infl
+                dd[p] = r * d / (N - 1.0 + s) if ok else 0.0  # mean weight
+            else:
+                coef[p] = f2 * r / ((N - 1.0) + s) if ok else 0.0
+                dd[p] = d if ok else 0.0
+                sd[p] = 1.0 / math.sqrt(r) if ok else 0.0
         if mode == MODE_ETKF:
-            beta = 1.0 / math.sqrt(1.0 + s / (N - 1.0)) - 1.0
-            coef[p] = infl * beta / yyi if (ok and yyi > 0.0) else 0.0  # projection × infl
-            dd[p] = r * d / (N - 1.0 + s) if ok else 0.0  # mean weight
-        else:
-            coef[p] = f2 * r / ((N - 1.0) + s) if ok else 0.0
-            dd[p] = d if ok else 0.0
-            sd[p] = 1.0 / math.sqrt(r) if ok else 0.0
-    if mode == MODE_ETKF:
-        for i in range(N):
-            for p in range(X):
-                up = HE[i, p] - hb[p] if ok_[p] > 0.0 else 0.0
-                u[i, p] = up
-                v[i, p] = f2 * (dd[p] + coef[p] * up)
-        return
-    for p in range(X):
-        if ok_[p] > 0.0:
-            _philox_fill(pix[p], seed, cycle, purpose, v[:, p])  # z_i, then the gain
-        else:
             for i in range(N):
-                v[i, p] = 0.0
-    if mode == MODE_ENKF:
+                h, ui, vi = HE[i, t0:t1], u[i, t0:t1], v[i, t0:t1]
+                for p in range(nt):
+                    up = h[p] - hb[p] if ok_[p] > 0.0 else 0.0
+                    ui[p] = up
+                    vi[p] = f2 * (dd[p] + coef[p] * up)
+            continue
+        # z_i of every pixel of the tile (unused pixels too: their gain is 0 below)
+        _philox_normal_tile(pix[t0:t1], seed, cycle, purpose, v, t0, za, zb)
+        if mode == MODE_ENKF:
+            for i in range(N):
+                vi = v[i, t0:t1]
+                for p in range(nt):
+                    zmean[p] += vi[p]
+            for p in range(nt):
+                zmean[p] /= N
         for i in range(N):
-            for p in range(X):
-                zmean[p] += v[i, p]
-        for p in range(X):
-            zmean[p] /= N
-    for i in range(N):
-        for p in range(X):
-            up = HE[i, p] - hb[p] if ok_[p] > 0.0 else 0.0
-            u[i, p] = up
-            v[i, p] = coef[p] * (dd[p] + (v[i, p] - zmean[p]) * sd[p] - infl * up)
+            h, ui, vi = HE[i, t0:t1], u[i, t0:t1], v[i, t0:t1]
+            for p in range(nt):
+                up = h[p] - hb[p] if ok_[p] > 0.0 else 0.0
+                ui[p] = up
+                vi[p] = coef[p] * (dd[p] + (vi[p] - zmean[p]) * sd[p] - infl * up)
 
 
 def _c(x, dtype="f8"):
@@ -946,13 +1130,25 @@ def one_obs_weights_reference(HE, y, R, pix, infl, gross, seed, cycle, purpose, 
     return u, v, a, innov, expected, used.astype("i1"), rejected.astype("i1")
 
 
-@njit
-def _clip(x, lo, hi):
-    if not (x >= lo):
-        x = lo
-    if not (x <= hi):
-        x = hi
-    return x
+@numba.njit(cache=False, fastmath=False, nogil=True, error_model="numpy", inline="always")
+def _bounded(e, vv, mjma, mj, fa, cc, ap, lo, hi):
+    """One analysis value of :func:`_apply_weights_gu`: ``(clipped, clip change, counted)``."""
+    x = mjma + fa * (e - mj) + cc * vv
+    x = e if ap == 0.0 else x
+    xc = x if x >= lo else lo
+    xc = xc if xc <= hi else hi
+    ok = x == x
+    xc = xc if ok else x
+    return xc, (xc - x if ok else 0.0), (1.0 if ok else 0.0)
+
+
+# rows of the per-tile scratch of _apply_weights_gu (each _TILE long, one allocation at
+# fixed offsets: LLVM sees one object, so the SIMD loops need few run-time alias checks)
+_W_X0, _W_S1, _W_S2, _W_SU, _W_SXU, _W_SF, _W_MJ, _W_CC, _W_FA, _W_MA, _W_MJMA, _W_M, _W_SA = range(
+    13
+)
+_W_T1, _W_T2, _W_TOT, _W_CNT, _W_AT, _W_LO, _W_HI, _W_OUT = range(13, 21)  # _W_OUT: 4 rows
+_W_NSLOT = 25
 
 
 @gufunc(
@@ -974,94 +1170,193 @@ def _apply_weights_gu(E, u, v, a, rtpp, rtps, lo, hi, out, sprior, spost, adj):
     then the bounds ``[lo, hi]`` (m) (``-inf``/``inf`` = none; NaN stays NaN). ``a == 0``
     keeps the forecast unchanged. Outputs the analysis (same layout), the prior and
     posterior spread (standard deviation, ddof=1) and ``adj``, the member-mean change
-    made by the bounds. All arrays C-contiguous, elements innermost; tiles of pixels are
-    turned member-innermost in cache, then two passes over each element's members with
-    register accumulators (one more with relaxation). ``E`` may be float32 (the analysis
-    is then rounded to float32; the arithmetic is float64).
+    made by the bounds. All arrays C-contiguous, elements innermost.
+
+    Tiles of :data:`_TILE` pixels, pixels innermost in every loop (SIMD across pixels;
+    per-pixel sums in a small scratch, still accumulated over the members in order):
+    one pass over the members for the sums, one more with relaxation, one for the
+    update, bounds and posterior spread. The tile of ``E`` is read from memory once and
+    stays in cache for the next pass; members go four at a time, so that the per-pixel
+    values and sums are loaded and stored once per four members. ``E`` may be float32
+    (the analysis is then rounded to float32; the arithmetic is float64).
     """
     N, M = E.shape
     Q = u.shape[1]
-    T = min(Q, _TILE)
-    # per tile of pixels: members made innermost in small scratch buffers (in cache), so
-    # that each pixel's members are contiguous; no allocation per pixel
-    Et = np.empty((T, N))
-    Ot = np.empty((T, N))
-    Ut = np.empty((T, N))
-    Vt = np.empty((T, N))
-    for t0 in range(0, Q, T):
-        nt = min(T, Q - t0)
+    L = M // Q
+    T = _TILE
+    S = _TILE + 8  # row stride of the scratch: rows 4 KiB apart would alias in the CPU
+    N4 = N // 4
+    E3, out3 = E.reshape((N, L, Q)), out.reshape((N, L, Q))
+    lo2, hi2 = lo.reshape((L, Q)), hi.reshape((L, Q))
+    sp0, sp1, adj2 = sprior.reshape((L, Q)), spost.reshape((L, Q)), adj.reshape((L, Q))
+    wk = np.empty(_W_NSLOT * S)  # per-tile scratch (no allocation per pixel)
+    relax = rtpp != 0.0 or rtps != 0.0
+    for tile in range((Q + T - 1) // T):
+        q0 = tile * T
+        q1 = min(q0 + T, Q)
+        nt = q1 - q0
+        # rows of the tile as 1-D views indexed from 0: plain contiguous (SIMD) loads and
+        # stores (a computed offset of unknown sign would need wraparound selects: gathers)
+        a_t = a[q0:q1]
         for p in range(nt):
-            for i in range(N):
-                Ut[p, i] = u[i, t0 + p]
-                Vt[p, i] = v[i, t0 + p]
-        for lev in range(M // Q):
-            o = lev * Q + t0
+            wk[_W_AT * S + p] = a_t[p]
+            wk[_W_SU * S + p] = 0.0
+        for i in range(N):
+            ui = u[i, q0:q1]
             for p in range(nt):
-                for i in range(N):
-                    Et[p, i] = E[i, o + p]
-            for p in range(nt):  # one element: members contiguous in the tile buffers
-                ap = a[t0 + p]
-                x0 = Et[p, 0]
-                s1 = 0.0
-                s2 = 0.0
-                su = 0.0
-                sxu = 0.0
-                for i in range(N):
-                    dx = Et[p, i] - x0
-                    s1 += dx
-                    s2 += dx * dx
-                    su += Ut[p, i]
-                    sxu += dx * Ut[p, i]
-                dm = s1 / N
-                sf = max(s2 - s1 * dm, 0.0)
-                sprior[o + p] = math.sqrt(sf / (N - 1.0))
-                c = sxu - dm * su
-                mj = x0 + dm
-                fa = ap
-                ma = 0.0
-                if (rtpp != 0.0 or rtps != 0.0) and ap != 0.0:
-                    m_ = 0.0
-                    sa = 0.0
-                    for i in range(N):
-                        xa = ap * (Et[p, i] - mj) + c * Vt[p, i]
-                        m_ += xa
-                        sa += xa * xa
-                    m_ /= N
-                    sa = max(sa - N * m_ * m_, 0.0)
-                    f_, g_ = 1.0, 0.0
-                    if rtpp != 0.0:
-                        f_, g_ = 1.0 - rtpp, rtpp
-                    elif sa > 0.0:
-                        f_ = rtps * (math.sqrt(sf) - math.sqrt(sa)) / math.sqrt(sa) + 1.0
-                    # relaxed: mean + m_ + f_ (a dx + c v - m_) + g_ dx
-                    ma = m_ * (1.0 - f_)
-                    fa = f_ * ap + g_
-                    c = f_ * c
-                lo_ = lo[o + p]
-                hi_ = hi[o + p]
-                tot = 0.0
-                cnt = 0.0
-                t1 = 0.0
-                t2 = 0.0
-                for i in range(N):
-                    e = Et[p, i]
-                    x = mj + ma + fa * (e - mj) + c * Vt[p, i]
-                    x = e if ap == 0.0 else x
-                    xc = x if x >= lo_ else lo_
-                    xc = xc if xc <= hi_ else hi_
-                    ok = x == x
-                    xc = xc if ok else x
-                    tot += xc - x if ok else 0.0
-                    cnt += 1.0 if ok else 0.0
-                    Ot[p, i] = xc
-                    dx = xc - x0
-                    t1 += dx
-                    t2 += dx * dx
-                adj[o + p] = tot / cnt if cnt > 0.0 else np.nan
-                spost[o + p] = math.sqrt(max(t2 - t1 * t1 / N, 0.0) / (N - 1.0))
+                wk[_W_SU * S + p] += ui[p]
+        for lev in range(L):
+            lo_t, hi_t = lo2[lev, q0:q1], hi2[lev, q0:q1]
+            # sums over the members, shifted by the first member (no cancellation)
+            e0 = E3[0, lev, q0:q1]
             for p in range(nt):
+                wk[_W_LO * S + p] = lo_t[p]
+                wk[_W_HI * S + p] = hi_t[p]
+                wk[_W_X0 * S + p] = e0[p]
+                wk[_W_S1 * S + p] = 0.0
+                wk[_W_S2 * S + p] = 0.0
+                wk[_W_SXU * S + p] = 0.0
+            for b in range(N4):
+                i = 4 * b
+                ea, eb, ec, ed = (
+                    E3[i, lev, q0:q1],
+                    E3[i + 1, lev, q0:q1],
+                    E3[i + 2, lev, q0:q1],
+                    E3[i + 3, lev, q0:q1],
+                )
+                ua, ub, uc, ud = u[i, q0:q1], u[i + 1, q0:q1], u[i + 2, q0:q1], u[i + 3, q0:q1]
+                for p in range(nt):
+                    xp = wk[_W_X0 * S + p]
+                    da, db, dc, de = ea[p] - xp, eb[p] - xp, ec[p] - xp, ed[p] - xp
+                    wk[_W_S1 * S + p] = wk[_W_S1 * S + p] + da + db + dc + de
+                    wk[_W_S2 * S + p] = wk[_W_S2 * S + p] + da * da + db * db + dc * dc + de * de
+                    wk[_W_SXU * S + p] = (
+                        wk[_W_SXU * S + p] + da * ua[p] + db * ub[p] + dc * uc[p] + de * ud[p]
+                    )
+            for i in range(4 * N4, N):
+                ei, ui = E3[i, lev, q0:q1], u[i, q0:q1]
+                for p in range(nt):
+                    dx = ei[p] - wk[_W_X0 * S + p]
+                    wk[_W_S1 * S + p] += dx
+                    wk[_W_S2 * S + p] += dx * dx
+                    wk[_W_SXU * S + p] += dx * ui[p]
+            spt = sp0[lev, q0:q1]
+            for p in range(nt):
+                dm = wk[_W_S1 * S + p] / N
+                wk[_W_SF * S + p] = max(wk[_W_S2 * S + p] - wk[_W_S1 * S + p] * dm, 0.0)
+                spt[p] = math.sqrt(wk[_W_SF * S + p] / (N - 1.0))
+                wk[_W_CC * S + p] = wk[_W_SXU * S + p] - dm * wk[_W_SU * S + p]
+                wk[_W_MJ * S + p] = wk[_W_X0 * S + p] + dm
+                wk[_W_FA * S + p] = wk[_W_AT * S + p]
+                wk[_W_MA * S + p] = 0.0
+            if relax:
+                for p in range(nt):
+                    wk[_W_M * S + p] = 0.0
+                    wk[_W_SA * S + p] = 0.0
                 for i in range(N):
-                    out[i, o + p] = Ot[p, i]
+                    ei, vi = E3[i, lev, q0:q1], v[i, q0:q1]
+                    for p in range(nt):
+                        xa = (
+                            wk[_W_AT * S + p] * (ei[p] - wk[_W_MJ * S + p])
+                            + wk[_W_CC * S + p] * vi[p]
+                        )
+                        wk[_W_M * S + p] += xa
+                        wk[_W_SA * S + p] += xa * xa
+                for p in range(nt):
+                    ap = wk[_W_AT * S + p]
+                    if ap != 0.0:
+                        mm = wk[_W_M * S + p] / N
+                        sap = max(wk[_W_SA * S + p] - N * mm * mm, 0.0)
+                        f_, g_ = 1.0, 0.0
+                        if rtpp != 0.0:
+                            f_, g_ = 1.0 - rtpp, rtpp
+                        elif sap > 0.0:
+                            f_ = (
+                                rtps
+                                * (math.sqrt(wk[_W_SF * S + p]) - math.sqrt(sap))
+                                / math.sqrt(sap)
+                                + 1.0
+                            )
+                        # relaxed: mean + mm + f_ (a dx + c v - mm) + g_ dx
+                        wk[_W_MA * S + p] = mm * (1.0 - f_)
+                        wk[_W_FA * S + p] = f_ * ap + g_
+                        wk[_W_CC * S + p] = f_ * wk[_W_CC * S + p]
+            for p in range(nt):
+                wk[_W_MJMA * S + p] = wk[_W_MJ * S + p] + wk[_W_MA * S + p]
+                wk[_W_TOT * S + p] = 0.0
+                wk[_W_CNT * S + p] = 0.0
+                wk[_W_T1 * S + p] = 0.0
+                wk[_W_T2 * S + p] = 0.0
+            for b in range(N4):
+                i = 4 * b
+                ea, eb, ec, ed = (
+                    E3[i, lev, q0:q1],
+                    E3[i + 1, lev, q0:q1],
+                    E3[i + 2, lev, q0:q1],
+                    E3[i + 3, lev, q0:q1],
+                )
+                va, vb, vc, vd = v[i, q0:q1], v[i + 1, q0:q1], v[i + 2, q0:q1], v[i + 3, q0:q1]
+                for p in range(nt):  # results to the scratch (few alias checks), copied below
+                    g, h, f_, c_ = (
+                        wk[_W_MJMA * S + p],
+                        wk[_W_MJ * S + p],
+                        wk[_W_FA * S + p],
+                        wk[_W_CC * S + p],
+                    )
+                    ap, lp, hp = wk[_W_AT * S + p], wk[_W_LO * S + p], wk[_W_HI * S + p]
+                    ra, ja, na = _bounded(ea[p], va[p], g, h, f_, c_, ap, lp, hp)
+                    rb, jb, nb = _bounded(eb[p], vb[p], g, h, f_, c_, ap, lp, hp)
+                    rc, jc, nc = _bounded(ec[p], vc[p], g, h, f_, c_, ap, lp, hp)
+                    rd, jd, nd = _bounded(ed[p], vd[p], g, h, f_, c_, ap, lp, hp)
+                    wk[_W_OUT * S + p] = ra
+                    wk[(_W_OUT + 1) * S + p] = rb
+                    wk[(_W_OUT + 2) * S + p] = rc
+                    wk[(_W_OUT + 3) * S + p] = rd
+                    wk[_W_TOT * S + p] = wk[_W_TOT * S + p] + ja + jb + jc + jd
+                    wk[_W_CNT * S + p] = wk[_W_CNT * S + p] + na + nb + nc + nd
+                    xp = wk[_W_X0 * S + p]
+                    da, db, dc, de = ra - xp, rb - xp, rc - xp, rd - xp
+                    wk[_W_T1 * S + p] = wk[_W_T1 * S + p] + da + db + dc + de
+                    wk[_W_T2 * S + p] = wk[_W_T2 * S + p] + da * da + db * db + dc * dc + de * de
+                oa, ob = out3[i, lev, q0:q1], out3[i + 1, lev, q0:q1]
+                oc, od = out3[i + 2, lev, q0:q1], out3[i + 3, lev, q0:q1]
+                for p in range(nt):
+                    oa[p] = wk[_W_OUT * S + p]
+                for p in range(nt):
+                    ob[p] = wk[(_W_OUT + 1) * S + p]
+                for p in range(nt):
+                    oc[p] = wk[(_W_OUT + 2) * S + p]
+                for p in range(nt):
+                    od[p] = wk[(_W_OUT + 3) * S + p]
+            for i in range(4 * N4, N):
+                ei, vi, oi = E3[i, lev, q0:q1], v[i, q0:q1], out3[i, lev, q0:q1]
+                for p in range(nt):
+                    ra, ja, na = _bounded(
+                        ei[p],
+                        vi[p],
+                        wk[_W_MJMA * S + p],
+                        wk[_W_MJ * S + p],
+                        wk[_W_FA * S + p],
+                        wk[_W_CC * S + p],
+                        wk[_W_AT * S + p],
+                        wk[_W_LO * S + p],
+                        wk[_W_HI * S + p],
+                    )
+                    oi[p] = ra
+                    wk[_W_TOT * S + p] += ja
+                    wk[_W_CNT * S + p] += na
+                    dx = ra - wk[_W_X0 * S + p]
+                    wk[_W_T1 * S + p] += dx
+                    wk[_W_T2 * S + p] += dx * dx
+            adt, spt = adj2[lev, q0:q1], sp1[lev, q0:q1]
+            for p in range(nt):
+                adt[p] = (
+                    wk[_W_TOT * S + p] / wk[_W_CNT * S + p] if wk[_W_CNT * S + p] > 0.0 else np.nan
+                )
+                spt[p] = math.sqrt(
+                    max(wk[_W_T2 * S + p] - wk[_W_T1 * S + p] * wk[_W_T1 * S + p] / N, 0.0)
+                    / (N - 1.0)
+                )
 
 
 def apply_weights_reference(E, u, v, a, rtpp=0.0, rtps=0.0, lo=-np.inf, hi=np.inf):
