@@ -816,6 +816,54 @@ def test_one_obs_kernels_equal_numpy_references(mode):
         np.testing.assert_allclose(np.moveaxis(out32.reshape(N, L, P), 0, -1), want[0], atol=1e-5)
 
 
+def test_one_obs_kernels_tiles_remainders_and_block_independence():
+    """Several pixel tiles, N not a multiple of 4, odd N for the Philox pairs: equal to
+    the references, and bitwise the same whatever block a pixel is computed in."""
+    rng = np.random.default_rng(3)
+    P, N, L = 2 * K._TILE + 77, 13, 2
+    HE = rng.standard_normal((N, P))
+    y, R = rng.standard_normal(P), np.full(P, 0.5)
+    y[::7] = np.nan
+    pix = (np.arange(P, dtype=np.int64) << 32) + 123
+    # the vectorised Box-Muller draws: philox_normal's numbers to rounding, any tile
+    z = np.empty((N, P))
+    K._philox_normal_tile(pix, 9, 4, 11, z, 0, np.empty(P), np.empty(P))
+    np.testing.assert_allclose(z.T, K.philox_normal(pix, 9, 4, 11, np.empty(N)), atol=4e-15)
+    np.testing.assert_allclose(z.T, K.philox_normal_reference(pix, 9, 4, 11, N), atol=4e-15)
+    E = rng.standard_normal((N, L * P))
+    lo, hi = np.full(L * P, -1.0), np.full(L * P, 1.5)
+    for mode in (K.MODE_ETKF, K.MODE_ENKF):
+        args = (1.03, 3.0, 9, 4, 11, mode)
+        got = K.one_obs_weights(HE, y, R, pix, *args)
+        ref = K.one_obs_weights_reference(HE.T, y, R, pix, *args)
+        for g, r in zip((got[0].T, got[1].T, *got[2:]), ref, strict=True):
+            np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-13)
+        cut = K._TILE - 5  # a block boundary inside the first tile
+        parts = [
+            K.one_obs_weights(HE[:, s], y[s], R[s], pix[s], *args)
+            for s in (np.s_[:cut], np.s_[cut:])
+        ]
+        for k, g in enumerate(got):
+            np.testing.assert_array_equal(g, np.concatenate([q[k] for q in parts], axis=-1))
+        u, v, a = got[:3]
+        out = K.apply_weights(E, u, v, a, 0.0, 0.0, lo, hi)
+        want = K.apply_weights_reference(
+            np.moveaxis(E.reshape(N, L, P), 0, -1), u.T, v.T, a, 0.0, 0.0, -1.0, 1.5
+        )
+        np.testing.assert_allclose(np.moveaxis(out[0].reshape(N, L, P), 0, -1), want[0], atol=1e-12)
+        for g, r in zip(out[1:], want[1:], strict=True):
+            np.testing.assert_allclose(g.reshape(L, P), r, rtol=1e-10, atol=1e-12)
+        E3 = E.reshape(N, L, P)
+        half = [
+            K.apply_weights(E3[:, :, s].reshape(N, -1), u[:, s], v[:, s], a[s], 0.0, 0.0, -1.0, 1.5)
+            for s in (np.s_[:cut], np.s_[cut:])
+        ]
+        np.testing.assert_array_equal(
+            out[0].reshape(N, L, P),
+            np.concatenate([h[0].reshape(N, L, -1) for h in half], axis=-1),
+        )
+
+
 @pytest.mark.parametrize(
     "method", [EnKF(inflation=1.05, rtps=0.5), EnKF(centred=False), ETKF(rtpp=0.3, gross_error=3)]
 )

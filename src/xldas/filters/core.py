@@ -730,7 +730,10 @@ def _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds
     observations (screening, random numbers and diagnostics in one pass), then
     :func:`~xldas.filters._kernels.apply_weights` once per state variable in its own
     layout (update, relaxation, bounds, bound accounting and spreads in one pass).
-    Returns None when the observations are not one value per pixel (general path).
+    Returns ``(analysis, diagnostics)`` (a dict of DataArrays and a function that
+    builds the diagnostics' variables, so that nothing is reduced when they are not
+    asked for), or None when the observations are not one value per pixel (general
+    path).
     """
     sdims = spatial_dims(ens)
     pred, onames = _predicted(operator, ens, params)
@@ -766,7 +769,9 @@ def _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds
             "purpose": _PURPOSE["enkf"],
         },
     )
-    analysis, adjustments, spreads = {}, {}, {}
+    # u, v, a are on the ensemble's own grid: passed as Variables, they need no alignment
+    u, v, a = u.variable, v.variable, a.variable
+    analysis, spreads, bound_adj = {}, {}, []
     for vname in names:
         orig = ens[vname]
         lo, hi, has_bounds = _bound_arrays(vname, params, bounds, orig)
@@ -796,6 +801,12 @@ def _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds
         for key, sp in ((f"spread_prior_{vname}", sp0), (f"spread_posterior_{vname}", sp1)):
             spreads[key] = sp.assign_attrs(units=units, long_name=f"ensemble spread of {vname}")
         if has_bounds:
+            bound_adj.append((vname, adj, units))
+
+    def diagnostics():
+        """The diagnostics Dataset's variables (built only when asked for)."""
+        adjustments = {}
+        for vname, adj, units in bound_adj:
             if vname == "sm" and "dz" in ens.coords and "layer" in adj.dims:
                 adj = (adj * ens["dz"] * 1000.0).sum("layer")
                 units = "kg m-2"
@@ -808,25 +819,25 @@ def _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds
             adjustments[f"bound_adjustment_{vname}"] = adj.drop_vars(
                 [c for c in adj.coords if c not in adj.dims], errors="ignore"
             )
-    labels = [name]
-    ren = {"obs_variable": labels}
-    innov = innov.expand_dims(ren, axis=-1)
-    expected = expected.expand_dims(ren, axis=-1)
-    diag = {
-        "innovation": innov.assign_attrs(long_name="innovation y - H(x) of the ensemble mean"),
-        "innovation_expected_std": expected.assign_attrs(
-            long_name="expected innovation standard deviation sqrt(HPH^T + R)"
-        ),
-        "innovation_mean": innov.mean(sdims).assign_attrs(long_name="domain-mean innovation"),
-        "innovation_std": innov.std(sdims).assign_attrs(
-            long_name="domain standard deviation of the innovations"
-        ),
-        "n_used": used.astype("i4").assign_attrs(long_name="observations used"),
-        "n_rejected": rejected.astype("i4").assign_attrs(
-            long_name="observations rejected by the gross-error check"
-        ),
-    }
-    return analysis, adjustments, diag, spreads
+        ren = {"obs_variable": [name]}
+        inn = innov.expand_dims(ren, axis=-1)
+        diag = {
+            "innovation": inn.assign_attrs(long_name="innovation y - H(x) of the ensemble mean"),
+            "innovation_expected_std": expected.expand_dims(ren, axis=-1).assign_attrs(
+                long_name="expected innovation standard deviation sqrt(HPH^T + R)"
+            ),
+            "innovation_mean": inn.mean(sdims).assign_attrs(long_name="domain-mean innovation"),
+            "innovation_std": inn.std(sdims).assign_attrs(
+                long_name="domain standard deviation of the innovations"
+            ),
+            "n_used": used.astype("i4").assign_attrs(long_name="observations used"),
+            "n_rejected": rejected.astype("i4").assign_attrs(
+                long_name="observations rejected by the gross-error check"
+            ),
+        }
+        return {**adjustments, **diag, **spreads}
+
+    return analysis, diagnostics
 
 
 def _members_first(x):
@@ -902,14 +913,15 @@ def _bound_arrays(name, params, bounds, orig):
     return out[0], out[1], True
 
 
-def _finish(ens, filt, seed, cycle, analysis, adjustments, diag, spreads, return_diagnostics):
+def _finish(ens, filt, seed, cycle, analysis, diagnostics, return_diagnostics):
+    """The analysis Dataset (and, if asked, the diagnostics: ``diagnostics()``)."""
     out = ens.copy()
     for name, da in analysis.items():
         out[name] = da
     add_history(out, f"assimilate: {filt!r}, seed={seed}, cycle={cycle}")
     if not return_diagnostics:
         return out
-    dds = xr.Dataset({**adjustments, **diag, **spreads})
+    dds = xr.Dataset(diagnostics())
     dds.attrs["filter"] = repr(filt)
     return out, add_history(dds, f"assimilate diagnostics: {type(filt).__name__}")
 
