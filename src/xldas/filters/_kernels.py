@@ -971,6 +971,8 @@ def _one_obs_weights_gu(
     ``u`` and ``v`` stay in cache between its passes.
     """
     N, X = HE.shape
+    if X == 0:
+        return
     T = min(X, _TILE)
     w = np.empty((9, T + 8))  # per tile, not per pixel; rows 4 KiB apart would alias in the CPU
     hb, yy, coef, dd, zmean, sd, ok_, za, zb = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
@@ -1083,7 +1085,7 @@ def apply_weights(E, u, v, a, rtpp=0.0, rtps=0.0, lo=-np.inf, hi=np.inf, target=
     E = np.ascontiguousarray(E) if E.dtype in (np.float32, np.float64) else _c(E)
     M = E.shape[1]
     u, v = _c(u), _c(v)
-    if M % u.shape[1]:
+    if M % max(u.shape[1], 1):
         raise ValueError(f"E has {M} elements per member, not a multiple of {u.shape[1]} pixels")
     a = _c(np.broadcast_to(a, (u.shape[1],)))
     lo, hi = (_c(np.broadcast_to(z, (M,))) for z in (lo, hi))
@@ -1182,6 +1184,8 @@ def _apply_weights_gu(E, u, v, a, rtpp, rtps, lo, hi, out, sprior, spost, adj):
     """
     N, M = E.shape
     Q = u.shape[1]
+    if Q == 0:
+        return
     L = M // Q
     T = _TILE
     S = _TILE + 8  # row stride of the scratch: rows 4 KiB apart would alias in the CPU
