@@ -123,6 +123,14 @@ def demo_command(
             "--resolution", help="Grid spacing in degrees (0.05 = the shipped experiments)."
         ),
     ] = 0.1,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace stores under OUT written by another configuration instead of "
+            "refusing them.",
+        ),
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Run the embedded Heihe twin experiment end to end (no network).
@@ -140,6 +148,7 @@ def demo_command(
             quiet=quiet,
             small=small,
             resolution=resolution,
+            overwrite=overwrite,
         )
     except XldasError as exc:
         _fail(exc)

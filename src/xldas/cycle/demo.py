@@ -196,6 +196,7 @@ def run_demo(
     quiet: bool = False,
     small: bool = False,
     resolution: float | None = DEMO_RESOLUTION,
+    overwrite: bool = False,
 ) -> DemoResult:
     """Run the demo (see the module docstring) and return its :class:`DemoResult`.
 
@@ -207,6 +208,9 @@ def run_demo(
     small : the reduced configuration :data:`SMALL` (0.25°, 15 cycles, 16 members).
     resolution : grid spacing in degrees (default :data:`DEMO_RESOLUTION`); ``None`` keeps
         the 0.05° of the shipped experiment files.
+    overwrite : replace stores under ``out`` written by another configuration (another
+        resolution, filter setting or xldas version) instead of refusing them; without it
+        a store of the same experiment is resumed (finished cycles are not recomputed).
 
     Examples
     --------
@@ -224,7 +228,7 @@ def run_demo(
     exps = demo_experiments(out, filters, small=small, resolution=resolution)
     for label, exp in exps.items():
         log.info("demo: running %s into %s", label, exp.output.store)
-        report = run(exp, quiet=quiet)
+        report = run(exp, quiet=quiet, overwrite=overwrite or None)
         log.info("%s", report.summary())
     first = next(iter(exps.values()))
     tree = heihe_osse(**first.demo)
