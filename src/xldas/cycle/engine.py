@@ -33,7 +33,11 @@ and fluxes, so that budgets close to round-off), inside the filters (the state i
 in float64 for the ensemble covariances and the eigen/Cholesky decompositions of the
 transforms, which lose positive definiteness in float32 for ensembles of 30+ members),
 particle / sigma-point ``weight`` (tiny weights underflow in float32), augmented
-parameters (their dtype is the parameters'), checksums and the spread statistics' sums.
+parameters (their dtype is the parameters'), checksums, and the outputs: ensemble means and
+spreads are computed and stored in float64 (a float32 member mean depends on the order of
+its summation, which Dask's scheduling may change; in float64 the mean of float32 members is
+exact to the last bit that float32 would hold, and outputs agree between local and
+distributed runs to round-off).
 
 Randomness is keyed by (seed, cycle index, purpose), so a resumed run reproduces an
 uninterrupted one exactly. Cycles already committed are never recomputed (idempotence).
@@ -175,6 +179,8 @@ def ensemble_stats(ens: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
     w = ens.get("weight")
     for v in names:
         x = ens[v]
+        if x.dtype == np.float32:
+            x = x.astype(np.float64)
         if w is not None:
             ww = w / w.sum("member")
             m = (ww * x).sum("member")
