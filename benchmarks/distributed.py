@@ -151,44 +151,22 @@ def bench_components(resolution, members, chunk, workers, repeat):
 
 def engine_run(resolution, members, chunk, client, scratch) -> dict:
     """Two 12 h cycles through the engine on ``client``; wall time and tasks per cycle."""
-    from xldas.cycle import Experiment
+    from xldas.demo import pan_tp_experiment
 
     tmp = Path(tempfile.mkdtemp(prefix="xldas-dist-", dir=scratch))
-    exp = Experiment.from_dict(
-        {
+    # the Pan-TP experiment of the catalog at this resolution: every observation
+    # (no thinning), 10 km localisation
+    exp = pan_tp_experiment(
+        str(tmp / "store"),
+        resolution=resolution,
+        members=members,
+        chunks=chunk,
+        cycle="12h",
+        overrides={
             "name": "pan_tp_distributed",
-            "demo": {
-                "domain": "pan_tp",
-                "resolution": resolution,
-                "start": "2019-07-01",
-                "days": 1,
-                "dt_hours": 3,
-            },
-            "period": {"start": "2019-07-01T00:00", "end": "2019-07-02T00:00", "cycle": "12h"},
-            "model": {"params": {"kind": "demo"}, "initial_state": "demo"},
-            "forcing": {"kind": "demo"},
-            "observations": [
-                {
-                    "name": "smap",
-                    "source": {"kind": "demo", "sensor": "smap"},
-                    "operator": {"type": "tau_omega", "preset": "smap"},
-                    "variables": ["tb_h", "tb_v"],
-                    "error": {"std": 2.0, "units": "K"},
-                }
-            ],
-            "filter": {"method": "letkf", "inflation": 1.05, "loc_radius": 10.0},
-            "ensemble": {
-                "members": members,
-                "seed": 1,
-                "forcing_perturbation": {},
-                "state_perturbation": {"sm": 0.02},
-            },
-            "output": {
-                "store": str(tmp / "store"),
-                "overwrite": True,
-                "chunks": {"lat": chunk, "lon": chunk},
-            },
-        }
+            "filter.loc_radius": 10.0,
+            "observations.0.thinning": 1,
+        },
     )
     t = time.perf_counter()
     rep = exp.run(client=client, quiet=True)

@@ -38,9 +38,10 @@ FULL = (2000, 4000)
 CENTRE = (83.5, 33.0)  # inside both overpasses of the two cycles
 
 
-def experiment(ny: int, nx: int, members: int, chunk: int, store: str, loc_km: float) -> dict:
-    """The benchmark experiment on an ``ny`` × ``nx`` box of the 0.01° Pan-TP grid."""
-    from xldas.demo import PAN_TP_BBOX
+def experiment(ny: int, nx: int, members: int, chunk: int, store: str, loc_km: float):
+    """The Pan-TP experiment (``catalogs/experiments/pan_tp_letkf.yaml``) on an ``ny`` ×
+    ``nx`` box of its 0.01° grid."""
+    from xldas.demo import PAN_TP_BBOX, pan_tp_experiment
 
     w0, s0, e0, n0 = PAN_TP_BBOX
     if (ny, nx) == FULL:
@@ -54,52 +55,24 @@ def experiment(ny: int, nx: int, members: int, chunk: int, store: str, loc_km: f
             round(lon0 + nx * RESOLUTION, 2),
             round(lat0 + ny * RESOLUTION, 2),
         )
-    return {
-        "name": f"pan_tp_{ny}x{nx}",
-        "demo": {
-            "domain": "pan_tp",
-            "resolution": RESOLUTION,
-            "bbox": list(bbox),
-            "start": "2019-07-01",
-            "days": 1,
-            "dt_hours": 3,
-            "seed": 0,
-        },
-        "period": {"start": "2019-07-01T00:00", "end": "2019-07-02T00:00", "cycle": "12h"},
-        "model": {"params": {"kind": "demo"}, "initial_state": "demo"},
-        "forcing": {"kind": "demo"},
-        "observations": [
-            {
-                "name": "smap",
-                "source": {"kind": "demo", "sensor": "smap"},
-                "operator": {"type": "tau_omega", "preset": "smap"},
-                "variables": ["tb_h", "tb_v"],
-                "error": {"std": 2.0, "units": "K"},
-                "thinning": 3,
-            }
-        ],
-        "filter": {"method": "letkf", "inflation": 1.05, "loc_radius": loc_km},
-        "ensemble": {
-            "members": members,
-            "seed": 1,
-            "forcing_perturbation": {},
-            "state_perturbation": {"sm": 0.02},
-        },
-        "output": {"store": store, "overwrite": True, "chunks": {"lat": chunk, "lon": chunk}},
-    }
+    return pan_tp_experiment(
+        store,
+        resolution=RESOLUTION,
+        bbox=bbox,
+        members=members,
+        chunks=chunk,
+        cycle="12h",
+        overrides={"name": f"pan_tp_{ny}x{nx}", "filter.loc_radius": loc_km},
+    )
 
 
 def child(spec: dict) -> dict:
     """Run one experiment in this process (threaded scheduler, all cores)."""
     import dask
 
-    from xldas.cycle import Experiment
-
     dask.config.set(scheduler="threads", num_workers=spec["threads"])
-    exp = Experiment.from_dict(
-        experiment(
-            spec["ny"], spec["nx"], spec["members"], spec["chunk"], spec["store"], spec["loc_km"]
-        )
+    exp = experiment(
+        spec["ny"], spec["nx"], spec["members"], spec["chunk"], spec["store"], spec["loc_km"]
     )
     t0 = time.perf_counter()
     report = exp.run(quiet=True)

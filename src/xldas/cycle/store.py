@@ -40,6 +40,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import time as _time
 from dataclasses import dataclass
 from pathlib import Path
@@ -628,6 +629,7 @@ class CycleStore:
         is held in this process; the session is committed once (the commit protocol is
         unchanged).
         """
+        _return_freed_memory()
         session = self.repo.writable_session(_BRANCH)
         jobs = []  # (group, dataset, mode, append_dim, encoding)
         for group, ds in outputs.items():
@@ -655,7 +657,16 @@ class CycleStore:
         log.info("cycle %d: %d tasks, %d chunk sinks", cycle, self.last_graph_size, len(tasks))
         # optimize_graph=False: see _write_in_memory (and the blocks of different
         # variables must keep their shared keys)
-        results, small = dask.compute(tasks, small, optimize_graph=False)
+        get = _local_get(todo) if _batch_size() else None
+        if get is None:  # a distributed client (its scheduler manages the memory) or no batches
+            results, small = dask.compute(tasks, small, optimize_graph=False)
+        else:
+            spatial = len({p[0] for p in pieces} - {()})
+            batched = _compute_in_batches(todo, tasks, spatial, small, get)
+            if batched is None:
+                results, small = dask.compute(tasks, small, optimize_graph=False)
+            else:
+                results, small = batched
         sessions, totals = {}, {}
         for sess, sums in results:
             for x in sess:
@@ -741,15 +752,203 @@ def _write_chunk(specs, *blocks):
 
 
 def _chunk_tasks(pieces) -> list:
-    """One delayed sink per spatial region (blocks without spatial dims: one together)."""
+    """One delayed sink per spatial region (blocks without spatial dims: one together, last)."""
     groups: dict = {}
     for key, target, region, block, name in pieces:
         groups.setdefault(key, []).append((target, region, block, name))
     write = dask.delayed(_write_chunk, pure=False)
+    # spatial regions in row-major order (neighbours together), the non-spatial one last
+    order = sorted(groups, key=lambda key: (key == (), key))
     return [
-        write([(t, r, n) for t, r, _, n in items], *[b for _, _, b, _ in items])
-        for items in groups.values()
+        write([(t, r, n) for t, r, _, n in groups[key]], *[b for _, _, b, _ in groups[key]])
+        for key in order
     ]
+
+
+_MALLOC_SET = False
+
+
+def _return_freed_memory() -> None:
+    """Make glibc's allocator give freed blocks back to the system (Linux; once).
+
+    By default glibc raises its mmap threshold each time a large block is freed, so the
+    chunk-sized arrays of a streamed cycle end up on the heap, where freed memory is
+    fragmented and kept: the resident set then grows with the number of chunks
+    processed although the live data does not (``tests/test_scale.py``: +0.25 GB from 8
+    to 32 chunks of the same size). A fixed mmap threshold (glibc's default, 128 KiB)
+    and trim threshold (64 KiB, as ``distributed`` sets for its workers) keep it at what
+    is live. Environment variables ``MALLOC_*_`` set by the user take precedence.
+    """
+    global _MALLOC_SET
+    if _MALLOC_SET or not sys.platform.startswith("linux"):
+        return
+    _MALLOC_SET = True
+    if any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ):
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 128 * 1024)
+    mallopt(m_trim_threshold, 64 * 1024)
+
+
+#: spatial chunks per batch of a streamed commit on a local scheduler (default: 4 per thread,
+#: at least 8); ``dask.config.set({"xldas.batch_chunks": n})`` overrides it
+BATCH_CHUNKS_KEY = "xldas.batch_chunks"
+
+
+def _local_get(collections):
+    """The scheduler's ``get`` when it runs in this process (threads, sync), else None."""
+    import dask.local
+    import dask.threaded
+    from dask.base import get_scheduler
+
+    get = get_scheduler(collections=collections) or dask.threaded.get
+    return get if get in (dask.threaded.get, dask.local.get_sync) else None
+
+
+def _batch_size() -> int:
+    n = dask.config.get(BATCH_CHUNKS_KEY, None)
+    if n is not None:
+        return max(0, int(n))
+    threads = dask.config.get("num_workers", None) or os.cpu_count() or 1
+    return max(8, 4 * int(threads))
+
+
+def _compute_in_batches(todo, tasks, n_spatial: int, small, get):
+    """Evaluate the chunk sinks batch after batch, then the scalar diagnostics.
+
+    One ``dask.compute`` of the whole cycle leaves the order to Dask's static ordering,
+    which computes cheap inputs (checkpoint reads, parameters) and the per-chunk terms of
+    domain-wide reductions for every chunk early and keeps what depends on them alive:
+    the peak then grows with the domain. Here the sinks run in batches of
+    :func:`_batch_size` neighbouring chunks; each batch computes only what its sinks need
+    and not yet computed. Between batches the process keeps only results that tasks
+    outside the batches done so far still need: the partial sums of reductions and the
+    halos of neighbouring chunks (for them, the tasks that cut a halo out of a block run
+    in the batch that computed the block, so that the block itself is released). The peak
+    is that of one batch plus those boundary results, whatever the domain size. The same
+    tasks run as with one ``dask.compute``: results are bitwise identical.
+    """
+    from dask._task_spec import DataNode, convert_legacy_graph
+    from dask.base import collections_to_expr
+
+    dsk = convert_legacy_graph(
+        dict(collections_to_expr(todo, optimize_graph=False).__dask_graph__())
+    )
+    deps = {k: set(node.dependencies) for k, node in dsk.items()}
+    dependents: dict = {k: set() for k in dsk}
+    for k, ds in deps.items():
+        for d in ds:
+            dependents[d].add(k)
+    sink_keys = [t.key for t in tasks]
+    # spatial sinks (row-major: neighbours together) in batches; the last batch holds the
+    # non-spatial sink and the scalar diagnostics (the reductions over the whole domain)
+    n = _batch_size()
+    batches = [sink_keys[i : min(i + n, n_spatial)] for i in range(0, n_spatial, n)]
+    small_keys = {
+        v: _flat(small[v].data.__dask_keys__())
+        for v in small.data_vars
+        if dask.is_dask_collection(small[v].data)
+    }
+    batches.append([*sink_keys[n_spatial:], *{k for ks in small_keys.values() for k in ks}])
+
+    def releases(d, need, avail) -> bool:
+        # d, computed in this batch, is no longer needed once ``avail`` is; inputs (tasks
+        # without dependencies: constants, store handles) and results used all over the
+        # domain (more than 16 dependents) are kept rather than completed for every chunk
+        return d in need and bool(deps[d]) and len(dependents[d]) <= 16 and dependents[d] <= avail
+
+    wanted = {k for b in batches for k in b}
+    finished: set = set()
+    held: dict = {}
+    out: dict = {}
+    for batch in [b for b in batches if b]:
+        if all(k in out for k in batch):
+            continue
+        need: set = set()
+        stack = list(batch)
+        while stack:
+            k = stack.pop()
+            if k in need or k in finished:
+                continue
+            need.add(k)
+            stack.extend(deps[k])
+        avail = need | finished
+        new = set(need)
+        while new:  # tasks that let a block computed here be released (halo cuts, partial sums)
+            cand = {t for k in new for t in dependents[k] if t not in avail and deps[t] <= avail}
+            add = {t for t in cand if any(releases(d, need, avail | cand) for d in deps[t])}
+            need |= add
+            avail |= add
+            new = add
+        # results: the outputs computed here (a reduction can complete early) and what
+        # tasks not computed yet need
+        outs = [k for k in need if k in wanted]
+        keep = [k for k in need if dependents[k] - avail and k not in wanted]
+        if not finished and len(need) > 1.25 * len(dsk) * len(batch) / max(n_spatial, 1):
+            # chunks that need their neighbours (halos): a batch computes and would hold
+            # the blocks of the next row; leave the whole graph to Dask's ordering
+            log.debug("first batch needs %d of %d tasks: one compute", len(need), len(dsk))
+            return None
+        sub = {k: dsk[k] for k in need}
+        for d in set().union(*(deps[k] for k in need)) - need:
+            sub[d] = DataNode(d, held[d])
+        values = get(sub, [*outs, *keep])
+        out.update(zip(outs, values[: len(outs)]))
+        finished |= need
+        for k in outs:
+            if dependents[k] - finished:
+                held[k] = out[k]
+        # small results are held; large ones (blocks of a neighbouring chunk computed for
+        # a halo) are computed again by the batch that needs them, with whatever of their
+        # inputs is not held
+        again = []
+        for k, v in zip(keep, values[len(outs) :]):
+            if _nbytes(v) <= HOLD_BYTES:
+                held[k] = v.copy() if isinstance(v, np.ndarray) and v.base is not None else v
+            else:
+                again.append(k)
+        while again:
+            k = again.pop()
+            if k in finished and k not in held:
+                finished.discard(k)
+                again.extend(deps[k])
+        held = {k: v for k, v in held.items() if dependents[k] - finished}
+        log.debug(
+            "batch of %d outputs: %d tasks, %d results held (%.1f MB)",
+            len(outs),
+            len(need),
+            len(held),
+            sum(_nbytes(v) for v in held.values()) / 1e6,
+        )
+    results = [out[k] for k in sink_keys]
+    if small_keys:
+        small = small.copy()
+        for v, ks in small_keys.items():
+            small[v] = small[v].copy(data=np.asarray(out[ks[0]]).reshape(small[v].shape))
+    return results, small
+
+
+#: results of a batch larger than this (bytes) are computed again rather than held
+HOLD_BYTES = 256 * 1024
+
+
+def _nbytes(value) -> int:
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    n = getattr(value, "nbytes", 0)
+    return n if isinstance(n, int) else 0
+
+
+def _flat(keys) -> list:
+    return [k for x in keys for k in _flat(x)] if isinstance(keys, list) else [keys]
 
 
 def _scalars(ds: xr.Dataset | None) -> xr.Dataset:

@@ -24,7 +24,7 @@ from xldas.demo._osse import (
     osse_forcing_perturbation,
     write_default,
 )
-from xldas.demo._pantp import PAN_TP_BBOX, pan_tp
+from xldas.demo._pantp import PAN_TP_BBOX, pan_tp, pan_tp_experiment
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -34,5 +34,6 @@ __all__ = [
     "heihe_osse",
     "osse_forcing_perturbation",
     "pan_tp",
+    "pan_tp_experiment",
     "write_default",
 ]

@@ -69,7 +69,7 @@ from xldas.demo import _weather as wx
 from xldas.errors import ConfigError
 from xldas.io.forcing import FORCING_ATTRS
 
-__all__ = ["PAN_TP_BBOX", "pan_tp"]
+__all__ = ["PAN_TP_BBOX", "pan_tp", "pan_tp_experiment"]
 
 #: default domain (west, south, east, north), degrees
 PAN_TP_BBOX = (65.0, 25.0, 105.0, 45.0)
@@ -649,3 +649,78 @@ def _observations(params, initial, lat_d, lon_d, t0, days, times, seed, coords) 
         ),
     )
     return out
+
+
+# ============================================================================ experiment
+def pan_tp_experiment(
+    store: str | None = None,
+    *,
+    resolution: float | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    members: int | None = None,
+    chunks: int | None = None,
+    cycle: str | None = None,
+    cycles: int = 2,
+    overrides: dict[str, Any] | None = None,
+):
+    """The Pan-TP experiment of ``catalogs/experiments/pan_tp_letkf.yaml``, overridden.
+
+    The one definition of the scale experiment (benchmarks and tests load it here).
+
+    Parameters
+    ----------
+    store : output store (``output.store``; the store is overwritten).
+    resolution, bbox : grid spacing (degrees) and (west, south, east, north) box of the
+        generated domain (``demo.resolution``, ``demo.bbox``).
+    members : ensemble size (``ensemble.members``).
+    chunks : spatial chunk size in cells (``output.chunks``).
+    cycle, cycles : run ``cycles`` analysis cycles of length ``cycle`` (a pandas
+        duration, e.g. ``"12h"``) from ``period.start``, with the forcing days they need.
+    overrides : further values by dotted key, a number indexing a list, e.g.
+        ``{"filter.loc_radius": 10.0, "observations.0.thinning": 1}``.
+
+    Returns
+    -------
+    xldas.cycle.Experiment
+
+    Examples
+    --------
+    >>> exp = pan_tp_experiment("/tmp/pan_tp", resolution=0.1, members=8, chunks=100, cycle="12h")
+    >>> exp.ensemble.members, exp.demo["resolution"], exp.filter.method, len(exp.cycle_times())
+    (8, 0.1, 'letkf', 2)
+    """
+    import yaml
+
+    from xldas._paths import catalog_dir
+    from xldas.cycle import Experiment
+
+    path = catalog_dir() / "experiments" / "pan_tp_letkf.yaml"
+    raw = yaml.safe_load(path.read_text())
+    values: dict[str, Any] = {}
+    if store is not None:
+        values.update({"output.store": str(store), "output.overwrite": True})
+    if resolution is not None:
+        values["demo.resolution"] = float(resolution)
+    if bbox is not None:
+        values["demo.bbox"] = [float(v) for v in bbox]
+    if members is not None:
+        values["ensemble.members"] = int(members)
+    if chunks is not None:
+        values["output.chunks"] = {"lat": int(chunks), "lon": int(chunks)}
+    if cycle is not None:
+        start = pd.Timestamp(raw["period"]["start"])
+        length = int(cycles) * pd.Timedelta(cycle)
+        values["period.cycle"] = cycle
+        values["period.end"] = (start + length).isoformat()
+        values["demo.days"] = int(np.ceil(length / pd.Timedelta(days=1)))
+    values.update(overrides or {})
+    for key, value in values.items():
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        if isinstance(node, list):
+            node[int(leaf)] = value
+        else:
+            node[leaf] = value
+    return Experiment.from_dict(raw)
