@@ -19,7 +19,8 @@ the same chunks (100 × 100 cells: 8 and 32 chunks). Each reports its peak resid
   ordering, which computes the per-chunk terms of the domain-wide diagnostics and the
   inputs of every chunk early (the store evaluates such cycles in batches of chunks).
   What remains grows with the task graph (a few kB per task) and with the LETKF's
-  halos, which the single compute of a cycle holds for about a row of chunks.
+  halos, which the single compute of a cycle holds for about a row of chunks: at 32
+  members (``benchmarks/results/pan_tp.md``) the LETKF cycle still grows by 69 %.
 * **Linear cost.** The number of tasks per cycle is a + b × chunks (+ the log of the tree
   reductions): from 8 to 32 chunks it may grow at most 4× (2 % for the reduction trees),
   and at least 3×.

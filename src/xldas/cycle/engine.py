@@ -20,10 +20,15 @@ runs) a cycle is computed with NumPy end to end. Otherwise it is one lazy graph 
 evaluated by the commit: one sink task per spatial chunk writes that chunk of the analysis,
 of the outputs and of the checkpoint as soon as it is computed, and the next cycle reads the
 checkpoint back lazily. The graph grows linearly with the number of chunks and nothing the
-size of the domain is gathered in this process (``tests/test_scale.py``); the domain-wide
-diagnostics (observation counts, innovation statistics) still make Dask's ordering keep
-per-chunk intermediates of many chunks alive, so the peak grows with the domain (about one
-copy of the ensemble state; ``benchmarks/results/pan_tp.md``).
+size of the domain is gathered in this process. On the in-process schedulers the store
+fixes glibc's malloc thresholds (freed chunks are given back) and, for cycles whose chunks
+do not need their neighbours (every filter but the LETKF), evaluates the sinks in batches
+of neighbouring chunks, so that the domain-wide diagnostics (observation counts,
+innovation statistics) do not make Dask's ordering keep the intermediates of every chunk
+alive: the peak resident memory is nearly flat in the domain size for them. The LETKF's
+chunks need their neighbours' blocks (halos), and with one compute per cycle Dask's
+ordering keeps those of about a row of chunks: +14 to +24 % for 4× the cells at 8 members
+(``tests/test_scale.py``), +69 % at 32 members (``benchmarks/results/pan_tp.md``).
 
 **Precision.** The carried state is float32: ``sm``, ``tsoil``, ``swe``, ``canopy_water``
 and the AR(1) forcing-perturbation states ``pert_*`` (standard normals) are stored and
