@@ -371,7 +371,7 @@ def small(size, members, repeat=2):
     yc, xc = np.meshgrid(np.arange(S, dtype=float), np.arange(S, dtype=float), indexing="ij")
     t = _best(
         lambda: K.letkf_grid(
-            Eg, Hg, dg, rg, yc, xc, letkf.half_width, 1, 0, 1.02, 0.0, 0.0, target="cpu"
+            Eg, Hg, dg, rg, yc, xc, letkf.half_width, 1, 0, 0, S, 0, S, 1.02, 0.0, 0.0, target="cpu"
         ),
         repeat,
     )

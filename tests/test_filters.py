@@ -254,7 +254,9 @@ def test_letkf_grid_kernel_matches_reference(metric):
     else:
         yc, xc = np.meshgrid(np.arange(A) * 1.0, np.arange(B) * 1.0, indexing="ij")
         c = 1.2
-    got = K.letkf_grid(E, HE, d, rinv, yc, xc, c, 10, metric, 1.05, 0.0, 0.5, target="cpu")
+    got = K.letkf_grid(
+        E, HE, d, rinv, yc, xc, c, 10, metric, 0, A, 0, B, 1.05, 0.0, 0.5, target="cpu"
+    )
     ref = K.letkf_grid_reference(E, HE, d, rinv, yc, xc, c, metric, 1.05, 0.0, 0.5)
     np.testing.assert_allclose(got, ref, atol=1e-12)
 

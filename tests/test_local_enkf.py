@@ -71,11 +71,13 @@ def test_grid_kernel_matches_reference(metric):
         yc, xc = np.meshgrid(np.arange(A) * 1.0, np.arange(B) * 1.0, indexing="ij")
         c = 1.2
     args = (1.05, 0.0, 0.5)
-    got = L.lenkf_grid(E, HE, d, rinv, eps, yc, xc, c, 10, metric, *args, target="cpu")
+    got = L.lenkf_grid(E, HE, d, rinv, eps, yc, xc, c, 10, metric, 0, A, 0, B, *args, target="cpu")
     ref = L.lenkf_grid_reference(E, HE, d, rinv, eps, yc, xc, c, metric, *args)
     np.testing.assert_allclose(got, ref, atol=1e-12)
     # a support shorter than the spacing: each pixel alone, i.e. the per-pixel EnKF
-    alone = L.lenkf_grid(E, HE, d, rinv, eps, yc, xc, 0.01, 10, metric, *args, target="cpu")
+    alone = L.lenkf_grid(
+        E, HE, d, rinv, eps, yc, xc, 0.01, 10, metric, 0, A, 0, B, *args, target="cpu"
+    )
     np.testing.assert_allclose(alone, K.enkf_reference(E, HE, d, rinv, eps, *args), atol=1e-12)
 
 

@@ -524,25 +524,29 @@ def _distance(lat1, lon1, lat2, lon2, metric):
 
 @gufunc(
     [
-        "void(float64[:,:,:,:], float64[:,:,:,:], float64[:,:,:], float64[:,:,:], float64[:,:], float64[:,:], float64, int64, int64, float64, float64, float64, float64[:,:,:,:])"
+        "void(float64[:,:,:,:], float64[:,:,:,:], float64[:,:,:], float64[:,:,:], float64[:,:], float64[:,:], float64, int64, int64, int64, int64, int64, int64, float64, float64, float64, float64[:,:,:,:])"
     ],
-    "(a,b,N,n),(a,b,N,m),(a,b,m),(a,b,m),(a,b),(a,b),(),(),(),(),(),()->(a,b,N,n)",
+    "(a,b,N,n),(a,b,N,m),(a,b,m),(a,b,m),(a,b),(a,b),(),(),(),(),(),(),(),(),(),()->(a,b,N,n)",
 )
-def letkf_grid(E, HE, d, rinv, ycoord, xcoord, c, halo, metric, infl, rtpp, rtps, out):
+def letkf_grid(
+    E, HE, d, rinv, ycoord, xcoord, c, halo, metric, i0, i1, j0, j1, infl, rtpp, rtps, out
+):
     """LETKF on a 2-D grid of columns: each pixel's state is updated by one local ETKF.
 
     The local observations are those of the pixels within ``halo`` cells whose
     distance is inside the Gaspari–Cohn support ``2c``, each with ``R^-1`` times
     ``GC(dist/c)``. ``metric`` 1 = great-circle km on (lat, lon) degrees, 0 = Euclidean
-    in the coordinate units. Pixels closer than ``halo`` to the block edge see only the
-    neighbours inside the block (the dask layer trims them off).
+    in the coordinate units. Only the pixels ``[i0, i1) × [j0, j1)`` are analysed (the
+    rest of ``out`` is left as it is): the dask layer passes the block's interior, its
+    halo rows serving as observations only. Pixels closer than ``halo`` to the block
+    edge see only the neighbours inside the block.
     """
     A, B, N, n = E.shape
     m = HE.shape[3]
     T = np.empty((N, N))
     hbar = np.empty(m)
-    for p in range(A):
-        for q in range(B):
+    for p in range(max(0, i0), min(A, i1)):
+        for q in range(max(0, j0), min(B, j1)):
             p0 = max(0, p - halo)
             p1 = min(A, p + halo + 1)
             q0 = max(0, q - halo)

@@ -131,18 +131,22 @@ def lenkf_grid_reference(
 
 @gufunc(
     [
-        "void(float64[:,:,:,:], float64[:,:,:,:], float64[:,:,:], float64[:,:,:], float64[:,:,:,:], float64[:,:], float64[:,:], float64, int64, int64, float64, float64, float64, float64[:,:,:,:])"
+        "void(float64[:,:,:,:], float64[:,:,:,:], float64[:,:,:], float64[:,:,:], float64[:,:,:,:], float64[:,:], float64[:,:], float64, int64, int64, int64, int64, int64, int64, float64, float64, float64, float64[:,:,:,:])"
     ],
-    "(a,b,N,n),(a,b,N,m),(a,b,m),(a,b,m),(a,b,N,m),(a,b),(a,b),(),(),(),(),(),()->(a,b,N,n)",
+    "(a,b,N,n),(a,b,N,m),(a,b,m),(a,b,m),(a,b,N,m),(a,b),(a,b),(),(),(),(),(),(),(),(),(),()->(a,b,N,n)",
 )
-def lenkf_grid(E, HE, d, rinv, eps, ycoord, xcoord, c, halo, metric, infl, rtpp, rtps, out):
+def lenkf_grid(
+    E, HE, d, rinv, eps, ycoord, xcoord, c, halo, metric, i0, i1, j0, j1, infl, rtpp, rtps, out
+):
     """Localised stochastic EnKF on a 2-D grid of columns (one local analysis per pixel).
 
     The local observations are those of the pixels within ``halo`` cells whose distance
     is inside the Gaspari–Cohn support ``2c``; ``metric`` 1 = great-circle km on
     (lat, lon) degrees, 0 = Euclidean in the coordinate units. Pixels closer than
     ``halo`` to the block edge see only the neighbours inside the block (the dask layer
-    trims them off). ``eps`` are the perturbations of each pixel's observations.
+    trims them off). ``eps`` are the perturbations of each pixel's observations. Only the
+    pixels ``[i0, i1) × [j0, j1)`` are analysed (the block's interior; see
+    :func:`xldas.filters._kernels.letkf_grid`).
     """
     Ab, Bb, N, n = E.shape
     m = HE.shape[3]
@@ -159,8 +163,8 @@ def lenkf_grid(E, HE, d, rinv, eps, ycoord, xcoord, c, halo, metric, infl, rtpp,
                     Y[p, q, i, k] = infl * (HE[p, q, i, k] - hb)
     A = np.empty((N, N))
     B = np.empty((N, N))
-    for p in range(Ab):
-        for q in range(Bb):
+    for p in range(max(0, i0), min(Ab, i1)):
+        for q in range(max(0, j0), min(Bb, j1)):
             A[:, :] = 0.0
             B[:, :] = 0.0
             cnt = 0

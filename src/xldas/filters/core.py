@@ -365,7 +365,8 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
         kern = partial(kern, engine=filt.engine)
     if all(a.chunks is None for a in (E, HE, d, rinv)):
         extra = () if eps is None else (np.asarray(eps.values, float),)
-        out = kern(E.values, HE.values, d.values, rinv.values, *extra, yc.values, xc.values)
+        whole = np.array([[[0, E.shape[0], 0, E.shape[1]]]])
+        out = kern(E.values, HE.values, d.values, rinv.values, *extra, yc.values, xc.values, whole)
         return E.copy(data=out)
     if E.chunks is None:
         E = E.chunk()
@@ -394,10 +395,11 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
     else:
         e4 = eps.data if eps.chunks else dsa.from_array(eps.values, (*chunks2, -1, -1))
         extra = (ov(e4.rechunk((*chunks2, -1, -1))), "ijkm")
+    E4o = ov(E4)
     data = dsa.blockwise(
         kern,
         "ijkl",
-        ov(E4),
+        E4o,
         "ijkl",
         ov(H4),
         "ijkm",
@@ -410,8 +412,12 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
         "ij",
         ov(xcd),
         "ij",
+        _interiors(chunks2, halo),
+        "ijw",
         dtype="f8",
         concatenate=True,
+        align_arrays=False,  # the window array has one element per block
+        adjust_chunks={"i": E4o.chunks[0], "j": E4o.chunks[1]},
         meta=np.empty((0, 0, 0, 0)),
     )
     data = trim_internal(data, {0: halo, 1: halo, 2: 0, 3: 0}, boundary=none)
@@ -419,17 +425,43 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
     return E.copy(data=data)
 
 
-def _letkf_kernel(E, HE, d, rinv, yc, xc, *, c, halo, metric, args, engine):
-    if engine == "numpy":
+def _interiors(chunks2, halo):
+    """Per block of the overlapped grid, the pixels it analyses: ``(p0, p1, q0, q1)``.
+
+    A block carries ``halo`` extra rows/columns on each side that has a neighbour
+    (``boundary="none"``: none at the domain edges); those serve as observations only and
+    are trimmed afterwards, so the kernels skip them. One int64 block per grid block.
+    """
+    import dask.array as dsa
+
+    ny, nx = len(chunks2[0]), len(chunks2[1])
+    win = np.empty((ny, nx, 4), np.int64)
+    for i, a in enumerate(chunks2[0]):
+        lo = halo if i > 0 else 0
+        win[i, :, 0], win[i, :, 1] = lo, lo + a
+    for j, b in enumerate(chunks2[1]):
+        lo = halo if j > 0 else 0
+        win[:, j, 2], win[:, j, 3] = lo, lo + b
+    return dsa.from_array(win, chunks=(1, 1, 4))
+
+
+def _letkf_kernel(E, HE, d, rinv, yc, xc, win, *, c, halo, metric, args, engine):
+    if engine == "numpy":  # the reference analyses every pixel (halo rows are trimmed)
         return K.letkf_grid_reference(E, HE, d, rinv, yc, xc, c, metric, *args)
     # all dims are core dims (one block): the serial target avoids thread start-up costs
-    return K.letkf_grid(E, HE, d, rinv, yc, xc, c, halo, metric, *args, target="cpu")
+    p0, p1, q0, q1 = (int(v) for v in np.asarray(win).reshape(4))
+    return K.letkf_grid(
+        E, HE, d, rinv, yc, xc, c, halo, metric, p0, p1, q0, q1, *args, target="cpu"
+    )
 
 
-def _local_enkf_kernel(E, HE, d, rinv, eps, yc, xc, *, c, halo, metric, args, engine):
+def _local_enkf_kernel(E, HE, d, rinv, eps, yc, xc, win, *, c, halo, metric, args, engine):
     if engine == "numpy":
         return LK.lenkf_grid_reference(E, HE, d, rinv, eps, yc, xc, c, metric, *args)
-    return LK.lenkf_grid(E, HE, d, rinv, eps, yc, xc, c, halo, metric, *args, target="cpu")
+    p0, p1, q0, q1 = (int(v) for v in np.asarray(win).reshape(4))
+    return LK.lenkf_grid(
+        E, HE, d, rinv, eps, yc, xc, c, halo, metric, p0, p1, q0, q1, *args, target="cpu"
+    )
 
 
 # ----------------------------------------------------------------- bounds
