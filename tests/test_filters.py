@@ -239,10 +239,8 @@ def test_kernels_match_numpy_reference(relax):
     )
 
 
-@pytest.mark.parametrize("metric", [1, 0])
-def test_letkf_grid_kernel_matches_reference(metric):
-    rng = np.random.default_rng(3)
-    A, B, N, n, m = 4, 5, 6, 3, 2
+def grid_case(metric, rng, A=4, B=5, N=6, n=3, m=2):
+    """A 4 × 5 grid of columns for the grid kernels: E, HE, d, rinv, coordinates, half-width."""
     E = rng.normal(size=(A, B, N, n))
     HE = E[..., :m] + 0.1 * rng.normal(size=(A, B, N, m))
     d = rng.normal(size=(A, B, m))
@@ -250,10 +248,15 @@ def test_letkf_grid_kernel_matches_reference(metric):
     rinv[1, 2, 0] = 0.0
     if metric == 1:
         yc, xc = np.meshgrid(np.linspace(38, 38.4, A), np.linspace(100, 100.5, B), indexing="ij")
-        c = 25.0
-    else:
-        yc, xc = np.meshgrid(np.arange(A) * 1.0, np.arange(B) * 1.0, indexing="ij")
-        c = 1.2
+        return E, HE, d, rinv, yc, xc, 25.0
+    yc, xc = np.meshgrid(np.arange(A) * 1.0, np.arange(B) * 1.0, indexing="ij")
+    return E, HE, d, rinv, yc, xc, 1.2
+
+
+@pytest.mark.parametrize("metric", [1, 0])
+def test_letkf_grid_kernel_matches_reference(metric):
+    E, HE, d, rinv, yc, xc, c = grid_case(metric, np.random.default_rng(3))
+    A, B = E.shape[:2]
     got = K.letkf_grid(
         E, HE, d, rinv, yc, xc, c, 10, metric, 0, A, 0, B, 1.05, 0.0, 0.5, target="cpu"
     )

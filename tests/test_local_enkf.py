@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from tests.helpers import raise_if_dask_computes
-from tests.test_filters import LinearTB, _ensemble, _params, _tb_obs
+from tests.test_filters import LinearTB, _ensemble, _params, _tb_obs, grid_case
 from xldas.errors import FilterError
 from xldas.filters import EnKF, assimilate, periodic_distance
 from xldas.filters import _kernels as K
@@ -57,19 +57,9 @@ def test_no_tapering_is_the_global_enkf():
 @pytest.mark.parametrize("metric", [1, 0])
 def test_grid_kernel_matches_reference(metric):
     rng = np.random.default_rng(3)
-    A, B, N, n, m = 4, 5, 6, 3, 2
-    E = rng.normal(size=(A, B, N, n))
-    HE = E[..., :m] + 0.1 * rng.normal(size=(A, B, N, m))
-    d = rng.normal(size=(A, B, m))
-    rinv = np.full((A, B, m), 2.0)
-    rinv[1, 2, 0] = 0.0
-    eps = rng.normal(size=(A, B, N, m)) * np.sqrt(0.5)
-    if metric == 1:
-        yc, xc = np.meshgrid(np.linspace(38, 38.4, A), np.linspace(100, 100.5, B), indexing="ij")
-        c = 25.0
-    else:
-        yc, xc = np.meshgrid(np.arange(A) * 1.0, np.arange(B) * 1.0, indexing="ij")
-        c = 1.2
+    E, HE, d, rinv, yc, xc, c = grid_case(metric, rng)
+    A, B, N = E.shape[:3]
+    eps = rng.normal(size=(A, B, N, HE.shape[-1])) * np.sqrt(0.5)
     args = (1.05, 0.0, 0.5)
     got = L.lenkf_grid(E, HE, d, rinv, eps, yc, xc, c, 10, metric, 0, A, 0, B, *args, target="cpu")
     ref = L.lenkf_grid_reference(E, HE, d, rinv, eps, yc, xc, c, metric, *args)

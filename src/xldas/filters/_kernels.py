@@ -226,13 +226,7 @@ def enkf_general(E, HE, d, rinv, eps, infl, rtpp, rtps, out):
         out[:, :] = E
         return
     Y = np.empty((N, m))
-    for k in range(m):
-        hb = 0.0
-        for i in range(N):
-            hb += HE[i, k]
-        hb /= N
-        for i in range(N):
-            Y[i, k] = infl * (HE[i, k] - hb)
+    _obs_anomalies(HE, infl, Y)
     A = np.zeros((N, N))
     B = np.zeros((N, N))
     for a in range(N):
@@ -249,16 +243,36 @@ def enkf_general(E, HE, d, rinv, eps, infl, rtpp, rtps, out):
             B[a, b] = t
     W = np.linalg.solve(A, B)
     for j in range(n):
-        mj = 0.0
+        _update_column(E, out, j, W, infl, rtpp, rtps)
+
+
+@njit
+def _update_column(E, out, j, W, infl, rtpp, rtps):
+    """x_ij^a = x̄_j + infl (x_ij - x̄_j) + sum_a infl (x_aj - x̄_j) W_ai, then relaxation."""
+    N = E.shape[0]
+    mj = 0.0
+    for i in range(N):
+        mj += E[i, j]
+    mj /= N
+    for i in range(N):
+        acc = mj + infl * (E[i, j] - mj)
+        for a in range(N):
+            acc += infl * (E[a, j] - mj) * W[a, i]
+        out[i, j] = acc
+    _relax_col(E, out, j, rtpp, rtps)
+
+
+@njit
+def _obs_anomalies(HE, infl, Y):
+    """Inflated observation anomalies ``Y[i, k] = infl (HE[i, k] - mean_i HE[:, k])``."""
+    N = HE.shape[0]
+    for k in range(HE.shape[1]):
+        hb = 0.0
         for i in range(N):
-            mj += E[i, j]
-        mj /= N
+            hb += HE[i, k]
+        hb /= N
         for i in range(N):
-            acc = mj + infl * (E[i, j] - mj)
-            for a in range(N):
-                acc += infl * (E[a, j] - mj) * W[a, i]
-            out[i, j] = acc
-        _relax_col(E, out, j, rtpp, rtps)
+            Y[i, k] = infl * (HE[i, k] - hb)
 
 
 @gufunc(
@@ -468,13 +482,7 @@ def letkf_taper(E, HE, d, rinv, rho, infl, rtpp, rtps, out):
     N, n = E.shape
     m = HE.shape[1]
     Yall = np.empty((N, m))
-    for k in range(m):
-        hb = 0.0
-        for i in range(N):
-            hb += HE[i, k]
-        hb /= N
-        for i in range(N):
-            Yall[i, k] = infl * (HE[i, k] - hb)
+    _obs_anomalies(HE, infl, Yall)
     T = np.empty((N, N))
     for j in range(n):
         cnt = 0
@@ -626,15 +634,33 @@ def letkf_grid_reference(E, HE, d, rinv, ycoord, xcoord, c, metric, infl=1.0, rt
     observations; the taper between element ``(p, j)`` and observation ``(q, k)`` is
     ``GC(dist(p, q)/c)``.
     """
+    rho, (Ef, Hf) = grid_as_vector(E, HE, ycoord, xcoord, c, metric)
+    Ea = letkf_taper_reference(Ef, Hf, d.reshape(-1), rinv.reshape(-1), rho, infl, rtpp, rtps)
+    return vector_as_grid(Ea, E.shape)
+
+
+def grid_as_vector(E, HE, ycoord, xcoord, c, metric, *member_obs):
+    """A grid of columns as one state vector (references of the grid kernels).
+
+    Returns the tapers ``rho`` (P*n, P*m) between state element ``(p, j)`` and
+    observation ``(q, k)``, ``GC(dist(p, q)/c)``, and ``E``, ``HE`` and any further
+    (A, B, N, m) arrays flattened to (N, P*n) / (N, P*m).
+    """
     A, B, N, n = E.shape
     m = HE.shape[-1]
     P = A * B
     dist = grid_distance_reference(ycoord, xcoord, metric)
     rho = np.repeat(np.repeat(gaspari_cohn(dist / c), n, axis=0), m, axis=1)
-    Ef = np.moveaxis(E.reshape(P, N, n), 0, 1).reshape(N, P * n)
-    Hf = np.moveaxis(HE.reshape(P, N, m), 0, 1).reshape(N, P * m)
-    Ea = letkf_taper_reference(Ef, Hf, d.reshape(-1), rinv.reshape(-1), rho, infl, rtpp, rtps)
-    return np.moveaxis(Ea.reshape(N, P, n), 1, 0).reshape(A, B, N, n)
+    flat = [
+        np.moveaxis(x.reshape(P, N, x.shape[-1]), 0, 1).reshape(N, -1) for x in (E, HE, *member_obs)
+    ]
+    return rho, flat
+
+
+def vector_as_grid(Ea, shape):
+    """Inverse of :func:`grid_as_vector` for the state: (N, P*n) -> (A, B, N, n)."""
+    A, B, N, n = shape
+    return np.moveaxis(Ea.reshape(N, A * B, n), 1, 0).reshape(A, B, N, n)
 
 
 # --------------------------------------------------------------- particle filter

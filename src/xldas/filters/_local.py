@@ -33,10 +33,11 @@ from xldas._numba import gufunc, njit
 from xldas.filters._kernels import (
     _distance,
     _gc,
-    _relax_col,
+    _obs_anomalies,
+    _update_column,
     enkf_reference,
-    gaspari_cohn,
-    grid_distance_reference,
+    grid_as_vector,
+    vector_as_grid,
 )
 
 __all__ = ["lenkf_grid", "lenkf_grid_reference", "lenkf_taper", "lenkf_taper_reference"]
@@ -83,13 +84,7 @@ def lenkf_taper(E, HE, d, rinv, eps, rho, infl, rtpp, rtps, out):
     N, n = E.shape
     m = HE.shape[1]
     Y = np.empty((N, m))
-    for k in range(m):
-        hb = 0.0
-        for i in range(N):
-            hb += HE[i, k]
-        hb /= N
-        for i in range(N):
-            Y[i, k] = infl * (HE[i, k] - hb)
+    _obs_anomalies(HE, infl, Y)
     A = np.empty((N, N))
     B = np.empty((N, N))
     for j in range(n):
@@ -117,16 +112,9 @@ def lenkf_grid_reference(
     observations; the weight between element ``(p, j)`` and observation ``(q, k)`` is
     ``GC(dist(p, q)/c)``.
     """
-    A, B, N, n = E.shape
-    m = HE.shape[-1]
-    P = A * B
-    dist = grid_distance_reference(ycoord, xcoord, metric)
-    rho = np.repeat(np.repeat(gaspari_cohn(dist / c), n, axis=0), m, axis=1)
-    Ef = np.moveaxis(E.reshape(P, N, n), 0, 1).reshape(N, P * n)
-    Hf = np.moveaxis(HE.reshape(P, N, m), 0, 1).reshape(N, P * m)
-    ef = np.moveaxis(eps.reshape(P, N, m), 0, 1).reshape(N, P * m)
+    rho, (Ef, Hf, ef) = grid_as_vector(E, HE, ycoord, xcoord, c, metric, eps)
     Ea = lenkf_taper_reference(Ef, Hf, d.reshape(-1), rinv.reshape(-1), ef, rho, infl, rtpp, rtps)
-    return np.moveaxis(Ea.reshape(N, P, n), 1, 0).reshape(A, B, N, n)
+    return vector_as_grid(Ea, E.shape)
 
 
 @gufunc(
@@ -154,13 +142,7 @@ def lenkf_grid(
     Y = np.empty((Ab, Bb, N, m))
     for p in range(Ab):
         for q in range(Bb):
-            for k in range(m):
-                hb = 0.0
-                for i in range(N):
-                    hb += HE[p, q, i, k]
-                hb /= N
-                for i in range(N):
-                    Y[p, q, i, k] = infl * (HE[p, q, i, k] - hb)
+            _obs_anomalies(HE[p, q], infl, Y[p, q])
     A = np.empty((N, N))
     B = np.empty((N, N))
     for p in range(max(0, i0), min(Ab, i1)):
@@ -216,19 +198,3 @@ def _solve(A, B):
         for b in range(a):
             A[a, b] = A[b, a]
     return np.linalg.solve(A, B)
-
-
-@njit
-def _update_column(E, out, j, W, infl, rtpp, rtps):
-    """x_ij^a = x̄_j + infl (x_ij - x̄_j) + sum_a infl (x_aj - x̄_j) W_ai, then relaxation."""
-    N = E.shape[0]
-    mj = 0.0
-    for i in range(N):
-        mj += E[i, j]
-    mj /= N
-    for i in range(N):
-        acc = mj + infl * (E[i, j] - mj)
-        for a in range(N):
-            acc += infl * (E[a, j] - mj) * W[a, i]
-        out[i, j] = acc
-    _relax_col(E, out, j, rtpp, rtps)
