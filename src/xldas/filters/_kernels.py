@@ -710,22 +710,33 @@ _PHILOX_M1 = 0xCD9E8D57
 _PHILOX_W0 = 0x9E3779B9
 _PHILOX_W1 = 0xBB67AE85
 _MASK32 = 0xFFFFFFFF
+# unsigned forms (Philox is computed on unsigned 64-bit words, see _philox4x32)
+_UM0, _UM1 = np.uint64(_PHILOX_M0), np.uint64(_PHILOX_M1)
+_UW0, _UW1 = np.uint64(_PHILOX_W0), np.uint64(_PHILOX_W1)
+_UMASK, _U1, _U3, _U30, _U32 = (np.uint64(k) for k in (_MASK32, 1, 3, 30, 32))
 
 
 @njit
 def _philox4x32(c0, c1, c2, c3, k0, k1):
-    """Philox4x32-10 (Salmon et al. 2011, SC'11) on 32-bit words held in int64."""
+    """Philox4x32-10 (Salmon et al. 2011, SC'11) on 32-bit words (non-negative int64).
+
+    Computed on unsigned 64-bit words: the 32 × 32-bit products reach 2**64, which signed
+    int64 arithmetic would overflow (undefined behaviour for numba's LLVM). Returns the
+    four output words as int64.
+    """
+    x0, x1, x2, x3 = np.uint64(c0), np.uint64(c1), np.uint64(c2), np.uint64(c3)
+    u0, u1 = np.uint64(k0), np.uint64(k1)
     for _ in range(10):
-        p0 = _PHILOX_M0 * c0
-        p1 = _PHILOX_M1 * c2
-        hi0 = (p0 >> 32) & _MASK32
-        lo0 = p0 & _MASK32
-        hi1 = (p1 >> 32) & _MASK32
-        lo1 = p1 & _MASK32
-        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-        k0 = (k0 + _PHILOX_W0) & _MASK32
-        k1 = (k1 + _PHILOX_W1) & _MASK32
-    return c0, c1, c2, c3
+        p0 = _UM0 * x0
+        p1 = _UM1 * x2
+        hi0 = (p0 >> _U32) & _UMASK
+        lo0 = p0 & _UMASK
+        hi1 = (p1 >> _U32) & _UMASK
+        lo1 = p1 & _UMASK
+        x0, x1, x2, x3 = hi1 ^ x1 ^ u0, lo1, hi0 ^ x3 ^ u1, lo0
+        u0 = (u0 + _UW0) & _UMASK
+        u1 = (u1 + _UW1) & _UMASK
+    return np.int64(x0), np.int64(x1), np.int64(x2), np.int64(x3)
 
 
 @gufunc(["void(int64, int64, int64, int64, float64[:], float64[:])"], "(),(),(),(),(k)->(k)")
@@ -809,9 +820,6 @@ _TILE = 512  # pixels per tile (32 members × 512 pixels × 8 B = 128 KiB: in L2
 # LLVM's ``nsw`` flag (signed overflow is undefined), and the 32 × 32-bit products of
 # Philox exceed 2**63: in vectorised code LLVM then folds comparisons on the result
 # wrongly. Unsigned arithmetic wraps by definition.
-_UM0, _UM1 = np.uint64(_PHILOX_M0), np.uint64(_PHILOX_M1)
-_UW0, _UW1 = np.uint64(_PHILOX_W0), np.uint64(_PHILOX_W1)
-_UMASK, _U1, _U3, _U30, _U32 = (np.uint64(k) for k in (_MASK32, 1, 3, 30, 32))
 _UHALF30, _UPURPOSE = np.uint64(1 << 29), np.uint64(0x85EBCA6B)
 
 
