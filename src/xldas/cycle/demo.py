@@ -60,7 +60,8 @@ class DemoResult:
                     ol = self.skill.loc[(var, "rmse"), "open_loop"]
                     fi = self.skill.loc[(var, "rmse"), col]
                     lines.append(
-                        f"{col}: {var} RMSE {100 * (1 - fi / ol):+.1f}% reduction vs open loop"
+                        f"{col}: {var} RMSE {fi:.4f}, {100 * (fi / ol - 1):+.1f}% vs the open "
+                        f"loop ({ol:.4f})"
                     )
         lines.append("")
         lines.append("stores: " + ", ".join(str(p) for p in self.stores.values()))
