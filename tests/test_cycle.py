@@ -148,10 +148,16 @@ def test_bad_unit_and_filter_hyperparameter(tmp_path, case):
         Experiment.from_dict(raw)
     raw["observations"][0]["error"]["units"] = "%"  # convertible: accepted
     Experiment.from_dict(raw)
+    # filter hyperparameters are checked when the experiment is loaded, not at run time
     raw["filter"] = {"method": "enkf", "inflaton": 1.1}
-    exp = Experiment.from_dict(raw)
-    with pytest.raises(ConfigError, match=r"inflaton.*inflation"):
-        Engine(exp)
+    with pytest.raises(ConfigError, match=r"filter.*\['inflaton'\].*allowed.*'inflation'"):
+        Experiment.from_dict(raw)
+    raw["filter"] = {"method": "letkf", "loc_radius": "25 km"}
+    with pytest.raises(ConfigError, match=r"filter.*loc_radius must be a number.*'25 km'"):
+        Experiment.from_dict(raw)
+    raw["filter"] = {"method": "enkf", "inflation": -1.0}
+    with pytest.raises(ConfigError, match=r"filter.*inflation must be > 0"):
+        Experiment.from_dict(raw)
     r = _xldas("run", str(tmp_path / "missing.yaml"))
     assert r.returncode == 2 and "does not exist" in r.stderr
 

@@ -392,6 +392,11 @@ def test_bad_input_errors():
         EnKF(inflation=0.0)
     with pytest.raises(FilterError):
         ETKF(rtpp=0.5, rtps=0.5)
+    # a YAML value with a unit, or a quoted number: a FilterError naming the parameter
+    with pytest.raises(FilterError, match="loc_radius must be a number"):
+        LETKF(loc_radius="25 km")
+    with pytest.raises(FilterError, match="rtps must be a number"):
+        EnKF(rtps="0.5")
     with pytest.raises(DimensionError):
         EnKF().analysis(E, E[:4, :1], y, np.array([1.0]))
     with pytest.raises(UnknownOptionError, match=r"'enkf'.*'srcdkf'"):

@@ -307,6 +307,29 @@ class FilterConfig(_Section):
     def hyperparameters(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
+    @model_validator(mode="after")
+    def _filter_builds(self):
+        """The hyperparameters make a valid ``xldas.filters`` object (checked at load time)."""
+        if self.method == "none":
+            return self
+        import dataclasses
+
+        from xldas.errors import XldasError
+        from xldas.filters import get_filter
+
+        try:
+            get_filter(self.method, **self.hyperparameters)
+        except TypeError:
+            cls = type(get_filter(self.method))
+            valid = [f.name for f in dataclasses.fields(cls) if f.init]
+            unknown = sorted(set(self.hyperparameters) - set(valid))
+            raise ValueError(
+                f"unknown hyperparameter(s) {unknown} of {self.method}; allowed: {valid}"
+            ) from None
+        except XldasError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
 
 class EnsembleConfig(_Section):
     """Ensemble size, seed and perturbations (``xldas.models`` perturbation settings)."""

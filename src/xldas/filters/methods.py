@@ -185,7 +185,16 @@ def _check_ensemble(E, HE, min_members=2, name="ensemble"):
     return E, HE
 
 
+def _check_number(name, value):
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        unit = " (km on geographic grids)" if name == "loc_radius" else ""
+        raise FilterError(
+            f"{name} must be a number{unit}; got {value!r} of type {type(value).__name__}"
+        )
+
+
 def _check_positive(name, value, allow_zero=False):
+    _check_number(name, value)
     ok = value >= 0 if allow_zero else value > 0
     if not (np.isfinite(value) and ok) and not (name == "gross_error" and value == np.inf):
         raise FilterError(f"{name} must be {'>= 0' if allow_zero else '> 0'}; got {value!r}")
@@ -197,6 +206,7 @@ def _check_common(f):
     _check_positive("inflation", f.inflation)
     for name in ("rtpp", "rtps"):
         v = getattr(f, name)
+        _check_number(name, v)
         if not (0.0 <= v <= 1.0 or (name == "rtps" and v > 0)):
             raise FilterError(f"{name} must be in [0, 1]; got {v!r}")
     if f.rtpp and f.rtps:
