@@ -832,9 +832,15 @@ def _compute_in_batches(todo, tasks, n_spatial: int, small, get):
     halos of neighbouring chunks (for them, the tasks that cut a halo out of a block run
     in the batch that computed the block, so that the block itself is released). The peak
     is that of one batch plus those boundary results, whatever the domain size. The same
-    tasks run as with one ``dask.compute``: results are bitwise identical.
+    tasks run as with one ``dask.compute``: results are bitwise identical. Returns None
+    (the caller then computes everything at once) where Dask lacks the task-spec graph
+    API this needs (``dask._task_spec``, absent from older Dask releases).
     """
-    from dask._task_spec import DataNode, convert_legacy_graph
+    try:
+        from dask._task_spec import DataNode, convert_legacy_graph
+    except ImportError:
+        log.info("streamed commit: this Dask has no task-spec graphs; one compute, no batches")
+        return None
     from dask.base import collections_to_expr
 
     dsk = convert_legacy_graph(
