@@ -28,6 +28,7 @@ from xldas.filters import (
     assimilate,
     periodic_distance,
 )
+from xldas.filters import _grid as GR
 from xldas.filters import _kernels as K
 
 
@@ -253,15 +254,47 @@ def grid_case(metric, rng, A=4, B=5, N=6, n=3, m=2):
     return E, HE, d, rinv, yc, xc, 1.2
 
 
+@pytest.mark.parametrize("curvilinear", [False, True])
 @pytest.mark.parametrize("metric", [1, 0])
-def test_letkf_grid_kernel_matches_reference(metric):
+def test_letkf_grid_kernel_matches_reference(metric, curvilinear):
     E, HE, d, rinv, yc, xc, c = grid_case(metric, np.random.default_rng(3))
+    if curvilinear:  # 2-D coordinates (a rotated pole): one distance per pixel pair
+        yc = yc + 0.02 * np.sin(xc)
     A, B = E.shape[:2]
-    got = K.letkf_grid(
+    got = GR.letkf_grid(
         E, HE, d, rinv, yc, xc, c, 10, metric, 0, A, 0, B, 1.05, 0.0, 0.5, target="cpu"
     )
     ref = K.letkf_grid_reference(E, HE, d, rinv, yc, xc, c, metric, 1.05, 0.0, 0.5)
     np.testing.assert_allclose(got, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("local_enkf", [False, True])
+def test_grid_kernels_in_row_bands_equal_one_call(local_enkf):
+    """The eager path runs the grid kernels in row bands (threads), each with its
+    neighbours' halo rows: every pixel gets exactly the result of one whole-grid call."""
+    from xldas.filters.core import _in_bands
+
+    rng = np.random.default_rng(5)
+    E, HE, d, rinv, yc, xc, _ = grid_case(1, rng, A=23, B=9)
+    # rows 2.02 km apart, columns 5.47 km: the support 2c = 6 km spans 2 rows, 1 column
+    c, halo = 3.0, 3
+    args = (c, halo, 1, 0, 23, 0, 9, 1.05, 0.0, 0.0)
+    arrays = (E, HE, d, rinv)
+    kern = GR.letkf_grid
+    if local_enkf:
+        arrays = (*arrays, rng.normal(size=HE.shape))
+        kern = GR.lenkf_grid
+    whole = kern(*arrays, yc, xc, *args, target="cpu")
+
+    def block(*a):
+        *data, ycb, xcb, win = a
+        p0, p1, q0, q1 = win.reshape(4)
+        return kern(*data, ycb, xcb, c, halo, 1, p0, p1, q0, q1, 1.05, 0.0, 0.0, target="cpu")
+
+    for threads in (2, 3):
+        banded = _in_bands(block, (*arrays, yc, xc), halo, threads=threads)
+        np.testing.assert_array_equal(banded, whole)
+    assert not np.allclose(whole, E)  # the analysis did something
 
 
 def test_philox_matches_reference_and_is_keyed():

@@ -10,6 +10,7 @@ from tests.helpers import raise_if_dask_computes
 from tests.test_filters import LinearTB, _ensemble, _params, _tb_obs, grid_case
 from xldas.errors import FilterError
 from xldas.filters import EnKF, assimilate, periodic_distance
+from xldas.filters import _grid as GR
 from xldas.filters import _kernels as K
 from xldas.filters import _local as L
 
@@ -61,11 +62,11 @@ def test_grid_kernel_matches_reference(metric):
     A, B, N = E.shape[:3]
     eps = rng.normal(size=(A, B, N, HE.shape[-1])) * np.sqrt(0.5)
     args = (1.05, 0.0, 0.5)
-    got = L.lenkf_grid(E, HE, d, rinv, eps, yc, xc, c, 10, metric, 0, A, 0, B, *args, target="cpu")
+    got = GR.lenkf_grid(E, HE, d, rinv, eps, yc, xc, c, 10, metric, 0, A, 0, B, *args, target="cpu")
     ref = L.lenkf_grid_reference(E, HE, d, rinv, eps, yc, xc, c, metric, *args)
     np.testing.assert_allclose(got, ref, atol=1e-12)
     # a support shorter than the spacing: each pixel alone, i.e. the per-pixel EnKF
-    alone = L.lenkf_grid(
+    alone = GR.lenkf_grid(
         E, HE, d, rinv, eps, yc, xc, 0.01, 10, metric, 0, A, 0, B, *args, target="cpu"
     )
     np.testing.assert_allclose(alone, K.enkf_reference(E, HE, d, rinv, eps, *args), atol=1e-12)

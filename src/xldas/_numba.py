@@ -3,10 +3,13 @@
 Kernels are written once as plain Python loops over 1-D/2-D arrays that write into their
 last argument(s) (the ``out`` arrays), in the style of numbagg. :func:`gufunc` wraps such a
 function into an object that compiles it with :func:`numba.guvectorize` on first call, for
-the ``parallel`` CPU target for large batches and the serial ``cpu`` target for small ones
-(falling back to ``cpu`` if parallel compilation fails), and for ``cuda`` on request where numba-cuda and a GPU (or the CUDA
-simulator, ``NUMBA_ENABLE_CUDASIM=1``) are present. The original Python function stays
-available as ``.py_func`` for tests and debugging.
+the serial ``cpu`` target (cached on disk), and for ``cuda`` on request where numba-cuda
+and a GPU (or the CUDA simulator, ``NUMBA_ENABLE_CUDASIM=1``) are present. The
+``parallel`` target of large batches runs that same serial gufunc on slices of the loop
+axis in threads (numba's gufuncs release the GIL), instead of numba's own parallel
+target: the latter is rebuilt in every process (about 2 s a kernel, not cached), the
+results are the same. The original Python function stays available as ``.py_func`` for
+tests and debugging.
 
 Examples
 --------
@@ -29,6 +32,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numba
 import numpy as np
@@ -182,10 +186,8 @@ class gufunc:
     def default_target(self, args) -> str:
         """``"parallel"`` for at least :data:`PARALLEL_MIN` loop iterations, else ``"cpu"``.
 
-        Threads do not pay off for small batches, and the serial target is loaded from
-        numba's on-disk cache while a parallel gufunc's wrapper is rebuilt in every
-        process (about 2 s each): small runs (tests, dask tasks on small chunks) start
-        faster. ``XLDAS_NUMBA_TARGET`` (``cpu`` or ``parallel``) overrides the choice.
+        Threads do not pay off for small batches (tests, dask tasks on small chunks).
+        ``XLDAS_NUMBA_TARGET`` (``cpu`` or ``parallel``) overrides the choice.
         """
         forced = os.environ.get("XLDAS_NUMBA_TARGET")
         if forced in ("cpu", "parallel"):
@@ -208,8 +210,8 @@ class gufunc:
     def _build(self, kw):
         if kw.get("cache") and (_source_hash() != _SOURCE_KEY or kw["target"] != "cpu"):
             # the sources changed since this process started (an entry written now could
-            # mix old and new code), or the parallel target (whose kernel would share the
-            # serial one's cache entries): compile without the cache
+            # mix old and new code), or another target than the serial one (whose cache
+            # entries it would share): compile without the cache
             kw = {**kw, "cache": False}
         try:
             if kw.get("cache"):
@@ -224,7 +226,13 @@ class gufunc:
             )
 
     def compile(self, target: str = "parallel") -> Callable:
-        """Return the gufunc compiled for ``target`` (``parallel``, ``cpu`` or ``cuda``)."""
+        """Return the gufunc compiled for ``target`` (``parallel``, ``cpu`` or ``cuda``).
+
+        ``parallel`` is the ``cpu`` gufunc run in threads over the loop axis
+        (:class:`_Threaded`).
+        """
+        if target == "parallel":
+            return _Threaded(self.compile("cpu"), self.layout)
         if target in self._compiled:
             return self._compiled[target]
         with self._lock:
@@ -241,21 +249,91 @@ class gufunc:
                 kw = {"target": target, "cache": True}
                 if self.writable_args:
                     kw["writable_args"] = self.writable_args
-                if target == "parallel":
-                    try:
-                        fn = self._build(kw)
-                    except Exception as exc:  # pragma: no cover - depends on numba build
-                        logger.warning(
-                            "parallel compilation of %s failed (%s); using the serial target",
-                            self.__name__,
-                            exc,
-                        )
-                        kw["target"] = "cpu"
-                        fn = self._build(kw)
-                else:
-                    fn = self._build(kw)
+                fn = self._build(kw)
             self._compiled[target] = fn
             return fn
+
+
+_POOL: dict[int, Any] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(n: int):
+    """A process-wide thread pool of ``n`` workers (created once, reused by every call)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _POOL_LOCK:
+        if n not in _POOL:
+            _POOL[n] = ThreadPoolExecutor(n, thread_name_prefix="xldas-gufunc")
+        return _POOL[n]
+
+
+class _Threaded:
+    """A serial gufunc called on slices of the first loop axis, one per thread.
+
+    Arguments whose loop shape spans that axis are sliced, the others (broadcast ones,
+    scalars) passed whole; outputs are concatenated (or, passed as the trailing
+    positional arguments, written slice by slice). Threads: ``numba.get_num_threads()``
+    (``NUMBA_NUM_THREADS``). Every loop element runs the same machine code as in one
+    serial call, so the results are identical.
+    """
+
+    def __init__(self, fn, layout: str):
+        self.fn = fn
+        ins, outs = layout.split("->")
+        self.core = [_ndim(g) for g in _groups(ins)]
+        self.out_core = [_ndim(g) for g in _groups(outs)]
+
+    def __call__(self, *args, **kwargs):
+        nin = len(self.core)
+        if kwargs or len(args) not in (nin, nin + len(self.out_core)):
+            return self.fn(*args, **kwargs)
+        arrays = [np.asarray(a) for a in args]
+        cores = self.core + (self.out_core if len(args) > nin else [])
+        loops = [a.shape[: a.ndim - c] if a.ndim >= c else () for a, c in zip(arrays, cores)]
+        try:
+            loop = np.broadcast_shapes(*loops)
+        except ValueError:
+            return self.fn(*args)  # numpy's own error
+        threads = numba.get_num_threads()
+        if not loop or threads < 2 or int(np.prod(loop)) < PARALLEL_MIN:
+            return self.fn(*args)
+        # split the first loop axis with a slice per thread (else the longest one)
+        ax = next((i for i, n in enumerate(loop) if n >= threads), int(np.argmax(loop)))
+        n = min(threads, loop[ax])
+        if n < 2:
+            return self.fn(*args)
+        edges = np.linspace(0, loop[ax], n + 1).round().astype(int)
+        nd = len(loop)
+
+        def part(i):
+            sl = slice(int(edges[i]), int(edges[i + 1]))
+            sliced = []
+            for a, lp in zip(arrays, loops):
+                k = ax - (nd - len(lp))  # the split axis in this argument, if it has it
+                if k >= 0 and lp[k] == loop[ax]:
+                    a = a[(slice(None),) * k + (sl,)]
+                sliced.append(a)
+            return self.fn(*sliced)
+
+        results = list(_pool(n).map(part, range(n)))
+        if len(args) > nin:  # outputs given: written in place
+            outs = arrays[nin:]
+            return outs[0] if len(outs) == 1 else tuple(outs)
+        if isinstance(results[0], tuple):
+            return tuple(
+                np.concatenate([r[k] for r in results], axis=ax) for k in range(len(results[0]))
+            )
+        return np.concatenate(results, axis=ax)
+
+
+def _groups(side: str) -> list[str]:
+    side = side.strip()
+    return [g for g in side[1:-1].split("),(")] if side else []
+
+
+def _ndim(group: str) -> int:
+    return 0 if not group.strip() else group.count(",") + 1
 
 
 def as_float(x, dtype=np.float64):

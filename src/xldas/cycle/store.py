@@ -257,6 +257,21 @@ def _strip_history(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def _group(store, group: str):
+    """The Zarr group ``group`` of ``store`` (read-only), or None where there is none
+    (a metadata read: cheaper than opening it as a Dataset)."""
+    import zarr
+
+    try:
+        return zarr.open_group(store, path=group, mode="r", zarr_format=3)
+    except (FileNotFoundError, KeyError):
+        return None
+    except Exception as exc:  # zarr raises GroupNotFoundError and friends
+        if "not found" in str(exc).lower() or "nothing found" in str(exc).lower():
+            return None
+        raise
+
+
 def _harmonise(ds: xr.Dataset, store, group: str) -> xr.Dataset:
     """Make ``ds`` fit the variables already in ``group`` before an append.
 
@@ -430,10 +445,21 @@ class CycleStore:
         return json.loads(self.root_attrs().get("xldas_obs_ledger", "{}"))
 
     def output_times(self, group: str = "analysis") -> pd.DatetimeIndex:
-        ds = self.open(group)
-        if ds is None:
+        """Times in an output group at the branch tip (read from its ``time`` array
+        alone, without opening the group's other arrays)."""
+        from xarray.coding.times import decode_cf_datetime
+
+        g = _group(self.repo.readonly_session(branch=_BRANCH).store, group)
+        if g is None or "time" not in g:
             return pd.DatetimeIndex([])
-        return pd.DatetimeIndex(ds["time"].values)
+        t = g["time"]
+        values = t[:]
+        units = t.attrs.get("units")
+        if units is None or values.dtype.kind == "M":
+            return pd.DatetimeIndex(values)
+        return pd.DatetimeIndex(
+            decode_cf_datetime(values, units, t.attrs.get("calendar", "proleptic_gregorian"))
+        )
 
     def open(self, group: str, snapshot: str | None = None) -> xr.Dataset | None:
         """Lazy Dataset of a group at the branch tip (or a snapshot); None if absent."""
@@ -602,7 +628,7 @@ class CycleStore:
         session = self.repo.writable_session(_BRANCH)
         for group, ds in outputs.items():
             ds = self._output_ds(ds, time)
-            if self.open(group) is None:
+            if _group(session.store, group) is None:
                 enc = self._new_group_encoding(ds)
                 ds.to_zarr(session.store, group=group, mode="w-", encoding=enc, **_ZARR_KW)
             else:
@@ -634,7 +660,7 @@ class CycleStore:
         jobs = []  # (group, dataset, mode, append_dim, encoding)
         for group, ds in outputs.items():
             ds = self._output_ds(ds, time)
-            if self.open(group) is None:
+            if _group(session.store, group) is None:
                 jobs.append((group, ds, "w-", None, self._new_group_encoding(ds)))
             else:
                 jobs.append((group, ds, "a", "time", None))

@@ -75,7 +75,10 @@ def gaspari_cohn(r):
     ra = r[a]
     out[a] = -(ra**5) / 4 + ra**4 / 2 + 5 * ra**3 / 8 - 5 * ra**2 / 3 + 1
     rb = r[b]
-    out[b] = rb**5 / 12 - rb**4 / 2 + 5 * rb**3 / 8 + 5 * rb**2 / 3 - 5 * rb + 4 - 2 / (3 * rb)
+    # the outer polynomial r^5/12 - r^4/2 + 5r^3/8 + 5r^2/3 - 5r + 4 - 2/(3r), factored:
+    # summed term by term it cancels to rounding noise (~1e-15) near r = 2, and the
+    # localised EnKF scales perturbations by sqrt(GC) (noise of ~3e-8 there)
+    out[b] = (2.0 - rb) ** 4 * (2.0 * rb**2 + 4.0 * rb - 1.0) / (24.0 * rb)
     return out
 
 
@@ -85,7 +88,7 @@ def _gc(r):
     if r <= 1.0:
         return -(r**5) / 4 + r**4 / 2 + 5 * r**3 / 8 - 5 * r**2 / 3 + 1
     if r < 2.0:
-        return r**5 / 12 - r**4 / 2 + 5 * r**3 / 8 + 5 * r**2 / 3 - 5 * r + 4 - 2 / (3 * r)
+        return (2.0 - r) ** 4 * (2.0 * r * r + 4.0 * r - 1.0) / (24.0 * r)  # factored
     return 0.0
 
 

@@ -34,6 +34,7 @@ import xarray as xr
 
 from xldas._xr import add_history, apply_kernel, spatial_dims
 from xldas.errors import DimensionError, FilterError, ObservationError
+from xldas.filters import _grid as GR
 from xldas.filters import _kernels as K
 from xldas.filters import _local as LK
 from xldas.filters.methods import (
@@ -365,9 +366,8 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
         kern = partial(kern, engine=filt.engine)
     if all(a.chunks is None for a in (E, HE, d, rinv)):
         extra = () if eps is None else (np.asarray(eps.values, float),)
-        whole = np.array([[[0, E.shape[0], 0, E.shape[1]]]])
-        out = kern(E.values, HE.values, d.values, rinv.values, *extra, yc.values, xc.values, whole)
-        return E.copy(data=out)
+        arrays = (E.values, HE.values, d.values, rinv.values, *extra, yc.values, xc.values)
+        return E.copy(data=_in_bands(kern, arrays, halo))
     if E.chunks is None:
         E = E.chunk()
     import dask.array as dsa
@@ -445,12 +445,44 @@ def _interiors(chunks2, halo):
     return dsa.from_array(win, chunks=(1, 1, 4))
 
 
+def _in_bands(kern, arrays, halo, threads=None):
+    """Run a grid kernel on NumPy arrays in row bands, one per core, in threads.
+
+    Each band carries ``halo`` rows of its neighbours as observations and analyses only
+    its own rows (the kernels' interior window), so the result is that of one call on
+    the whole grid; the numba kernels release the GIL. A Dask computation parallelises
+    over its chunks instead (one kernel call per block).
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    ny, nx = arrays[0].shape[:2]
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        threads = max(1, min(int(threads), os.cpu_count() or 1))
+    nb = max(1, min(threads, ny // max(1, 2 * halo)))
+    if nb == 1:
+        return kern(*arrays, np.array([[[0, ny, 0, nx]]]))
+    edges = np.linspace(0, ny, nb + 1).round().astype(int)
+    out = np.empty(arrays[0].shape, dtype=float)
+
+    def band(b):
+        r0, r1 = int(edges[b]), int(edges[b + 1])
+        lo, hi = max(0, r0 - halo), min(ny, r1 + halo)
+        res = kern(*(a[lo:hi] for a in arrays), np.array([[[r0 - lo, r1 - lo, 0, nx]]]))
+        out[r0:r1] = res[r0 - lo : r1 - lo]
+
+    with ThreadPoolExecutor(nb) as pool:
+        list(pool.map(band, range(nb)))
+    return out
+
+
 def _letkf_kernel(E, HE, d, rinv, yc, xc, win, *, c, halo, metric, args, engine):
     if engine == "numpy":  # the reference analyses every pixel (halo rows are trimmed)
         return K.letkf_grid_reference(E, HE, d, rinv, yc, xc, c, metric, *args)
     # all dims are core dims (one block): the serial target avoids thread start-up costs
     p0, p1, q0, q1 = (int(v) for v in np.asarray(win).reshape(4))
-    return K.letkf_grid(
+    return GR.letkf_grid(
         E, HE, d, rinv, yc, xc, c, halo, metric, p0, p1, q0, q1, *args, target="cpu"
     )
 
@@ -459,7 +491,7 @@ def _local_enkf_kernel(E, HE, d, rinv, eps, yc, xc, win, *, c, halo, metric, arg
     if engine == "numpy":
         return LK.lenkf_grid_reference(E, HE, d, rinv, eps, yc, xc, c, metric, *args)
     p0, p1, q0, q1 = (int(v) for v in np.asarray(win).reshape(4))
-    return LK.lenkf_grid(
+    return GR.lenkf_grid(
         E, HE, d, rinv, eps, yc, xc, c, halo, metric, p0, p1, q0, q1, *args, target="cpu"
     )
 
