@@ -62,8 +62,8 @@ assimilated (snow/frozen-soil QC), and between overpasses (2–3 days) the error
 within a day or two: the storm displacement of the degraded forcing is not in the forcing
 perturbations (open-loop surface spread 0.010 for an error of 0.019). A localised filter
 also corrects the cells the swath or QC missed, and averages the observation noise, from the
-neighbours' Tb (the forcing errors are correlated over ~50 km). At the demo's 0.1° (cells of
-~9–11 km, 30 cycles) the same files give -28.9% / -25.4% (EnKF) and -29.0% / -25.1% (LETKF);
+neighbours' Tb (the forcing errors are correlated over ~50 km). `xldas demo` runs this
+configuration (0.05°). At 0.1° (cells of ~9–11 km, 30 cycles) the same files give -28.9% / -25.4% (EnKF) and -29.0% / -25.1% (LETKF);
 inflation 1.2–1.3, RTPS 0.5–0.7 and radii of 10–40 km were tried there and stayed at or below
 -29.2% for the surface. The hyperparameters were chosen after the twin's truth,
 observations, errors and forcing perturbations were fixed; those were not changed. The

@@ -118,11 +118,12 @@ def demo_command(
         bool, typer.Option("--small", help="Reduced configuration (0.25 deg, 15 cycles).")
     ] = False,
     resolution: Annotated[
-        float,
+        float | None,
         typer.Option(
-            "--resolution", help="Grid spacing in degrees (0.05 = the shipped experiments)."
+            "--resolution",
+            help="Grid spacing in degrees (default: the 0.05 of the shipped experiments).",
         ),
-    ] = 0.1,
+    ] = None,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -131,6 +132,13 @@ def demo_command(
             "refusing them.",
         ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Experiments run at once, one process each (default: one per core).",
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Run the embedded Heihe twin experiment end to end (no network).
@@ -149,6 +157,7 @@ def demo_command(
             small=small,
             resolution=resolution,
             overwrite=overwrite,
+            workers=workers,
         )
     except XldasError as exc:
         _fail(exc)
