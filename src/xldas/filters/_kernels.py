@@ -1424,6 +1424,404 @@ def apply_weights_reference(E, u, v, a, rtpp=0.0, rtps=0.0, lo=-np.inf, hi=np.in
     return clipped, E.std(axis=-1, ddof=1), clipped.std(axis=-1, ddof=1), adj
 
 
+# ----------------------------------- one-observation analysis of a whole state, one pass
+# Without diagnostics and relaxation, the weights of a tile of pixels are computed into a
+# small scratch (never written to memory) and applied at once to every state variable:
+# the predicted observations are read once, each state element is read once from memory
+# (a second time from cache) and its analysis written once. The analysis is written
+# with non-temporal (streaming) stores on large arrays: a store that misses the cache
+# would first read the line it fills (50 % more traffic) and evict the tile the next
+# pass needs. Same arithmetic, in the same order, as ``one_obs_weights`` followed by
+# ``apply_weights`` (results are bitwise equal).
+from llvmlite import ir as _llir  # noqa: E402
+from numba.core import cgutils as _cgutils  # noqa: E402
+from numba.extending import intrinsic as _intrinsic  # noqa: E402
+
+#: output bytes of :func:`one_obs_update` from which the analysis is written with
+#: streaming stores (below, it is likely to be read again from cache)
+STREAM_MIN_BYTES = 16 << 20
+
+
+@_intrinsic
+def _stream_row(typingctx, dst, doff, src, n):
+    """``dst.flat[doff:doff+n] = src[:n]``, the 64-byte aligned part with non-temporal stores.
+
+    LLVM's ``!nontemporal`` store of 8 doubles (``vmovntpd`` on x86, ``stnp`` on
+    AArch64), plain stores for the unaligned head and the tail. The stores are weakly
+    ordered: :func:`_store_fence` after the last one.
+    """
+    sig = numba.types.void(dst, doff, src, n)
+
+    def codegen(context, builder, signature, args):
+        dty, _, sty, _ = signature.args
+        d = context.make_array(dty)(context, builder, args[0])
+        s = context.make_array(sty)(context, builder, args[2])
+        i64 = _llir.IntType(64)
+        dptr = builder.gep(d.data, [args[1]])
+        sptr = s.data
+        n = args[3]
+        head = builder.and_(builder.ptrtoint(dptr, i64), i64(63))  # bytes past alignment
+        head = builder.and_(builder.lshr(builder.sub(i64(64), head), i64(3)), i64(7))
+        head = builder.select(builder.icmp_signed("<", n, head), n, head)
+        with _cgutils.for_range(builder, head) as loop:
+            val = builder.load(builder.gep(sptr, [loop.index]))
+            builder.store(val, builder.gep(dptr, [loop.index]))
+        nvec = builder.ashr(builder.sub(n, head), i64(3))
+        vty = _llir.VectorType(_llir.DoubleType(), 8)
+        nontemporal = builder.module.add_metadata([_llir.IntType(32)(1)])
+        dv, sv = builder.gep(dptr, [head]), builder.gep(sptr, [head])
+        with _cgutils.for_range(builder, nvec) as loop:
+            off = builder.mul(loop.index, i64(8))
+            val = builder.load(builder.bitcast(builder.gep(sv, [off]), vty.as_pointer()), align=8)
+            st = builder.store(
+                val, builder.bitcast(builder.gep(dv, [off]), vty.as_pointer()), align=64
+            )
+            st.set_metadata("nontemporal", nontemporal)
+        done = builder.add(head, builder.shl(nvec, i64(3)))
+        dt, st_ = builder.gep(dptr, [done]), builder.gep(sptr, [done])
+        with _cgutils.for_range(builder, builder.sub(n, done)) as loop:
+            val = builder.load(builder.gep(st_, [loop.index]))
+            builder.store(val, builder.gep(dt, [loop.index]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@_intrinsic
+def _store_fence(typingctx):
+    """A full memory fence: orders the streaming stores before any later access."""
+    sig = numba.types.void()
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(cache=False, fastmath=False, nogil=True, error_model="numpy", inline="always")
+def _clip(x, lo, hi):
+    """``x`` clipped to ``[lo, hi]``, NaN kept (the rules of :func:`_bounded`)."""
+    xc = x if x >= lo else lo
+    xc = xc if xc <= hi else hi
+    return xc if x == x else x
+
+
+@numba.njit(cache=False, fastmath=False, nogil=True, error_model="numpy", inline="always")
+def _put_row(EA, i, lev, t0, row, stream):
+    """``EA[i, lev, t0:t0+n] = row`` (streaming stores if ``stream``)."""
+    n = row.shape[0]
+    if stream:
+        _stream_row(EA, (i * EA.shape[1] + lev) * EA.shape[2] + t0, row, n)
+    else:
+        dst = EA[i, lev, t0 : t0 + n]
+        for p in range(n):
+            dst[p] = row[p]
+
+
+# rows of the per-tile scratch of _one_obs_update_kernel
+_U_HB, _U_YY, _U_COEF, _U_DD, _U_ZM, _U_SD, _U_OK, _U_ZA, _U_ZB, _U_SU = range(10)
+_U_X0, _U_S1, _U_SXU, _U_MJ, _U_FA, _U_CC, _U_LO, _U_HI, _U_RR = range(10, 19)
+_U_OUT = 19  # the analysis of a member before it goes to memory
+_U_NSLOT = 20
+
+
+@numba.njit(cache=False, fastmath=False, nogil=True, error_model="numpy")
+def _one_obs_update_kernel(
+    HE, hs, y, R, pix, infl, gross, seed, cycle, purpose, mode, Es, Os, Los, His, stream
+):
+    """One-observation EnKF/ETKF analysis of all state variables, tile by tile.
+
+    ``HE`` the predicted observations, member ``i`` at ``HE[i * hs : i * hs + X]`` (a
+    1-D view from the first to the last value, so that a layer of a state variable is
+    read in place), ``y``, ``R``, ``pix`` (X) as in :func:`_one_obs_weights_gu`; ``Es`` a tuple of
+    state variables (N, L, X) (``L`` levels, pixels innermost) and ``Os`` their analyses
+    (same shapes); ``Los``/``His`` their bounds, (1 or L, 1 or X) each (a single column
+    = one value for all pixels). ``stream``: write ``Os`` with streaming stores.
+
+    Per tile of :data:`_TILE` pixels: the screening and the weights ``u``, ``v`` of
+    :func:`_one_obs_weights_gu` (EnKF numbers from :func:`_philox_normal_tile`) into a
+    scratch, then per variable and level the sums over the members and the update with
+    the bounds of :func:`_apply_weights_gu` (without relaxation, spreads or bound
+    accounting). A pixel without a used observation keeps its forecast (clipped to the
+    bounds, as in :func:`_apply_weights_gu`).
+    """
+    N = Es[0].shape[0]
+    X = y.shape[0]
+    if X == 0:
+        return
+    T = min(X, _TILE)
+    S = T + 8  # row stride of the scratch: rows 4 KiB apart would alias in the CPU
+    wk = np.empty(_U_NSLOT * S)
+    U = np.empty((N, S))
+    V = np.empty((N, S))
+    f2 = infl * infl
+    N4 = N // 4
+    check_gross = gross < np.inf
+    for tile in range((X + T - 1) // T):
+        t0 = tile * T
+        t1 = min(t0 + T, X)
+        nt = t1 - t0
+        yt, Rt = y[t0:t1], R[t0:t1]
+        hb, yy = wk[_U_HB * S : _U_HB * S + nt], wk[_U_YY * S : _U_YY * S + nt]
+        coef, dd = wk[_U_COEF * S : _U_COEF * S + nt], wk[_U_DD * S : _U_DD * S + nt]
+        zmean, sd = wk[_U_ZM * S : _U_ZM * S + nt], wk[_U_SD * S : _U_SD * S + nt]
+        ok_, su = wk[_U_OK * S : _U_OK * S + nt], wk[_U_SU * S : _U_SU * S + nt]
+        za, zb = wk[_U_ZA * S : _U_ZA * S + nt], wk[_U_ZB * S : _U_ZB * S + nt]
+        rr = wk[_U_RR * S : _U_RR * S + nt]
+        # ---- weights (as _one_obs_weights_gu; branch-free screening, so it vectorises)
+        for p in range(nt):
+            hb[p] = 0.0
+            yy[p] = 0.0
+            zmean[p] = 0.0
+            su[p] = 0.0
+        for i in range(N):
+            h = HE[i * hs + t0 : i * hs + t1]
+            for p in range(nt):
+                hb[p] += h[p]
+        for p in range(nt):
+            hb[p] /= N
+        for i in range(N):
+            h = HE[i * hs + t0 : i * hs + t1]
+            for p in range(nt):
+                yy[p] += (h[p] - hb[p]) ** 2
+        for p in range(nt):  # screening; rr = 1/R where used, else 0
+            d = yt[p] - hb[p]
+            r_ = Rt[p]
+            valid = (abs(yt[p]) < np.inf) & (abs(r_) < np.inf) & (abs(hb[p]) < np.inf)
+            far = not (abs(d) <= gross * math.sqrt(yy[p] / (N - 1.0) + r_))
+            ok = valid & (not (check_gross & far))
+            ok_[p] = 1.0 if ok else 0.0
+            rr[p] = 1.0 / r_ if ok else 0.0
+            dd[p] = d if ok else 0.0
+        if mode == MODE_ETKF:
+            for p in range(nt):
+                yyi = f2 * yy[p]
+                s = rr[p] * yyi
+                beta = 1.0 / math.sqrt(1.0 + s / (N - 1.0)) - 1.0
+                coef[p] = infl * beta / yyi if ((ok_[p] > 0.0) & (yyi > 0.0)) else 0.0
+                dd[p] = rr[p] * dd[p] / (N - 1.0 + s) if ok_[p] > 0.0 else 0.0  # mean weight
+        else:
+            for p in range(nt):
+                s = rr[p] * (f2 * yy[p])
+                coef[p] = f2 * rr[p] / ((N - 1.0) + s) if ok_[p] > 0.0 else 0.0
+                sd[p] = 1.0 / math.sqrt(rr[p]) if ok_[p] > 0.0 else 0.0
+        if mode == MODE_ETKF:
+            for i in range(N):
+                h, ui, vi = HE[i * hs + t0 : i * hs + t1], U[i, :nt], V[i, :nt]
+                for p in range(nt):
+                    up = h[p] - hb[p] if ok_[p] > 0.0 else 0.0
+                    ui[p] = up
+                    vi[p] = f2 * (dd[p] + coef[p] * up)
+        else:
+            _philox_normal_tile(pix[t0:t1], seed, cycle, purpose, V, 0, za, zb)
+            if mode == MODE_ENKF:
+                for i in range(N):
+                    vi = V[i, :nt]
+                    for p in range(nt):
+                        zmean[p] += vi[p]
+                for p in range(nt):
+                    zmean[p] /= N
+            for i in range(N):
+                h, ui, vi = HE[i * hs + t0 : i * hs + t1], U[i, :nt], V[i, :nt]
+                for p in range(nt):
+                    up = h[p] - hb[p] if ok_[p] > 0.0 else 0.0
+                    ui[p] = up
+                    vi[p] = coef[p] * (dd[p] + (vi[p] - zmean[p]) * sd[p] - infl * up)
+        for i in range(N):
+            ui = U[i, :nt]
+            for p in range(nt):
+                su[p] += ui[p]
+        # ---- update of every variable and level (as _apply_weights_gu)
+        x0, s1 = wk[_U_X0 * S : _U_X0 * S + nt], wk[_U_S1 * S : _U_S1 * S + nt]
+        sxu, mj = wk[_U_SXU * S : _U_SXU * S + nt], wk[_U_MJ * S : _U_MJ * S + nt]
+        fa, cc = wk[_U_FA * S : _U_FA * S + nt], wk[_U_CC * S : _U_CC * S + nt]
+        lo_, hi_ = wk[_U_LO * S : _U_LO * S + nt], wk[_U_HI * S : _U_HI * S + nt]
+        ob = wk[_U_OUT * S : _U_OUT * S + nt]
+        for k in range(len(Es)):
+            E, EA, LO, HI = Es[k], Os[k], Los[k], His[k]
+            L = E.shape[1]
+            for lev in range(L):
+                lb, lh = (lev if LO.shape[0] > 1 else 0), (lev if HI.shape[0] > 1 else 0)
+                if LO.shape[1] == 1:
+                    for p in range(nt):
+                        lo_[p] = LO[lb, 0]
+                else:
+                    lot = LO[lb, t0:t1]
+                    for p in range(nt):
+                        lo_[p] = lot[p]
+                if HI.shape[1] == 1:
+                    for p in range(nt):
+                        hi_[p] = HI[lh, 0]
+                else:
+                    hit = HI[lh, t0:t1]
+                    for p in range(nt):
+                        hi_[p] = hit[p]
+                # sums over the members, shifted by the first member (no cancellation)
+                e0 = E[0, lev, t0:t1]
+                for p in range(nt):
+                    x0[p] = e0[p]
+                    s1[p] = 0.0
+                    sxu[p] = 0.0
+                for b in range(N4):
+                    i = 4 * b
+                    ea, eb = E[i, lev, t0:t1], E[i + 1, lev, t0:t1]
+                    ec, ed = E[i + 2, lev, t0:t1], E[i + 3, lev, t0:t1]
+                    ua, ub, uc, ud = U[i, :nt], U[i + 1, :nt], U[i + 2, :nt], U[i + 3, :nt]
+                    for p in range(nt):
+                        xp = x0[p]
+                        da, db, dc, de = ea[p] - xp, eb[p] - xp, ec[p] - xp, ed[p] - xp
+                        s1[p] = s1[p] + da + db + dc + de
+                        sxu[p] = sxu[p] + da * ua[p] + db * ub[p] + dc * uc[p] + de * ud[p]
+                for i in range(4 * N4, N):
+                    ei, ui = E[i, lev, t0:t1], U[i, :nt]
+                    for p in range(nt):
+                        dx = ei[p] - x0[p]
+                        s1[p] += dx
+                        sxu[p] += dx * ui[p]
+                # x = mj + fa (e - mj) + cc v; an unused pixel: mj = 0, fa = 1, cc = v = 0
+                for p in range(nt):
+                    dm = s1[p] / N
+                    used = ok_[p] > 0.0
+                    cc[p] = sxu[p] - dm * su[p] if used else 0.0
+                    mj[p] = x0[p] + dm if used else 0.0
+                    fa[p] = infl if used else 1.0
+                for i in range(N):
+                    ei, vi = E[i, lev, t0:t1], V[i, :nt]
+                    for p in range(nt):  # to the scratch (L1), then to memory
+                        m = mj[p]
+                        ob[p] = _clip(m + fa[p] * (ei[p] - m) + cc[p] * vi[p], lo_[p], hi_[p])
+                    _put_row(EA, i, lev, t0, ob, stream)
+    if stream:
+        _store_fence()
+
+
+def _obs_rows(HE):
+    """(N, ...) predicted observations → ``(flat, stride)`` for :func:`_one_obs_update_kernel`.
+
+    When the values of each member are contiguous and the members evenly spaced (e.g. a
+    layer of a state variable, members outermost), ``flat`` views the memory from the
+    first to the last value in place (all of it inside the array's buffer); otherwise
+    the values are copied.
+    """
+    x = np.asarray(HE)
+    N = x.shape[0]
+    x2 = x.reshape(N, -1) if x.ndim != 2 else x  # a view when the pixels are contiguous
+    X = x2.shape[1]
+    if x2.dtype == np.float64 and N > 0 and X > 0 and (N == 1 or x2.strides[0] > 0):
+        s0 = x2.strides[0] if N > 1 else 8 * X
+        if x2.strides[1] == 8 and s0 % 8 == 0 and s0 >= 8 * X:
+            hs = s0 // 8
+            return np.lib.stride_tricks.as_strided(x2, ((N - 1) * hs + X,), (8,)), hs
+    x2 = np.ascontiguousarray(x2, dtype=np.float64)
+    return x2.reshape(-1), X
+
+
+def _ro(a):
+    """A read-only view of ``a`` (numba types read-only arrays apart)."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _bound2(b, L, X):
+    """A bound (number or array of 1, X or L×X values) as a C-contiguous (1|L, 1|X) array."""
+    b = np.asarray(b, dtype=np.float64)
+    if b.size == 1:
+        return np.full((1, 1), float(b.reshape(-1)[0]))
+    if b.size == X:
+        return _c(b.reshape(1, X))
+    if b.size == L * X:
+        return _c(b.reshape(L, X))
+    raise ValueError(f"a bound of {b.size} values for {L} levels of {X} pixels")
+
+
+def one_obs_update(HE, y, R, pix, E, lo, hi, infl, gross, seed, cycle, purpose, mode, stream=None):
+    """One-observation EnKF/ETKF analysis of several state variables at once.
+
+    Parameters
+    ----------
+    HE : (N, X) predicted observations, members first (a strided layer of a state
+        variable is read in place).
+    y, R, pix : (X) observation, its error variance (NaN = none) and the pixel key of
+        the EnKF random numbers (see :func:`one_obs_weights`).
+    E : sequence of float64 state variables (N, L, X) (``L`` levels; pixels innermost).
+    lo, hi : sequences of bounds per variable: numbers or arrays broadcastable to (L, X)
+        (``-inf``/``inf`` = none).
+    infl, gross, seed, cycle, purpose, mode : as in :func:`one_obs_weights`.
+    stream : write the analyses with streaming stores (default: when they exceed
+        :data:`STREAM_MIN_BYTES`).
+
+    Returns
+    -------
+    list of analyses (float64, the shapes of ``E``): the values of :func:`apply_weights`
+    with the weights of :func:`one_obs_weights` (no relaxation). See
+    :func:`_one_obs_update_kernel`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> E = [0.25 + 0.03 * rng.standard_normal((20, 2, 5))]
+    >>> Ea = one_obs_update(E[0][:, 0], np.full(5, 0.3), np.full(5, 4e-4), np.arange(5),
+    ...                     E, [0.05], [0.45], 1.0, np.inf, 1, 0, 11, MODE_ETKF)
+    >>> bool(np.all(np.abs(Ea[0][:, 0].mean(0) - 0.3) < np.abs(E[0][:, 0].mean(0) - 0.3)))
+    True
+    """
+    hflat, hs = _obs_rows(HE)
+    N = np.shape(HE)[0]
+    X = int(np.prod(np.shape(HE)[1:]))
+    y, R = (_c(np.broadcast_to(z, (X,))) for z in (y, R))
+    pix = _c(np.broadcast_to(pix, (X,)), np.int64)
+    Es = tuple(_c(e).reshape(N, -1, X) for e in E)
+    Os = tuple(np.empty_like(e) for e in Es)
+
+    Los = tuple(_ro(_bound2(b, e.shape[1], X)) for b, e in zip(lo, Es, strict=True))
+    His = tuple(_ro(_bound2(b, e.shape[1], X)) for b, e in zip(hi, Es, strict=True))
+    Es = tuple(_ro(e) for e in Es)  # inputs typed read-only: one compilation for all
+    hflat, y, R, pix = (_ro(a) for a in (hflat, y, R, pix))
+    if stream is None:
+        stream = sum(o.nbytes for o in Os) >= STREAM_MIN_BYTES
+    with np.errstate(invalid="ignore"):
+        _one_obs_update_kernel(
+            hflat,
+            hs,
+            y,
+            R,
+            pix,
+            float(infl),
+            float(gross),
+            int(seed),
+            int(cycle),
+            int(purpose),
+            int(mode),
+            Es,
+            Os,
+            Los,
+            His,
+            bool(stream),
+        )
+    return list(Os)
+
+
+def one_obs_update_reference(HE, y, R, pix, E, lo, hi, infl, gross, seed, cycle, purpose, mode):
+    """NumPy reference of :func:`one_obs_update` (arguments as there)."""
+    N = np.shape(HE)[0]
+    HE = np.asarray(HE, float).reshape(N, -1).T  # (X, N)
+    X = HE.shape[0]
+    y, R, pix = (np.broadcast_to(z, (X,)) for z in (y, R, pix))
+    u, v, a, *_ = one_obs_weights_reference(HE, y, R, pix, infl, gross, seed, cycle, purpose, mode)
+    out = []
+    for e, lo_, hi_ in zip(E, lo, hi, strict=True):
+        e = np.asarray(e, float)
+        L = e.size // (N * X)
+        e3 = np.moveaxis(e.reshape(N, L, X), 0, -1)  # (L, X, N)
+        b = [np.broadcast_to(_bound2(z, L, X), (L, X)) for z in (lo_, hi_)]
+        ea = apply_weights_reference(e3, u, v, a, 0.0, 0.0, *b)[0]
+        out.append(np.moveaxis(ea, -1, 0).reshape(e.shape))
+    return out
+
+
 # ------------------------------------------------------------ sigma-point filters
 # Batched NumPy kernels (pixels on the leading axes, small dense matrices in the core);
 # the covariance forms are the reference of the square-root forms and both reproduce

@@ -634,7 +634,9 @@ def assimilate(
         and filt.engine == "numba"
         and array_backend(ens) == "numpy"
     ):
-        fused = _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds)
+        fused = _one_obs_update(
+            ens, obs, operator, params, filt, names, seed, cycle, bounds, return_diagnostics
+        )
         if fused is not None:
             return _finish(ens, filt, seed, cycle, *fused, return_diagnostics)
 
@@ -787,17 +789,21 @@ def assimilate(
 
 
 # ------------------------------------------------ fused one-observation path
-def _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds):
+def _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds, diagnostics=True):
     """EnKF/ETKF analysis with one observation per pixel, without a stacked state.
 
-    Two kernels: :func:`~xldas.filters._kernels.one_obs_weights` on the predicted
-    observations (screening, random numbers and diagnostics in one pass), then
-    :func:`~xldas.filters._kernels.apply_weights` once per state variable in its own
-    layout (update, relaxation, bounds, bound accounting and spreads in one pass).
-    Returns ``(analysis, diagnostics)`` (a dict of DataArrays and a function that
-    builds the diagnostics' variables, so that nothing is reduced when they are not
-    asked for), or None when the observations are not one value per pixel (general
-    path).
+    Without diagnostics and relaxation (and with float64 state variables): one kernel,
+    :func:`~xldas.filters._kernels.one_obs_update`, that computes the weights of a tile
+    of pixels in cache and updates every state variable with them, bounds included,
+    reading each variable in its own layout (see :func:`_one_obs_single_pass`).
+    Otherwise two kernels: :func:`~xldas.filters._kernels.one_obs_weights` on the
+    predicted observations (screening, random numbers and diagnostics in one pass),
+    then :func:`~xldas.filters._kernels.apply_weights` once per state variable in its
+    own layout (update, relaxation, bounds, bound accounting and spreads in one pass).
+    Both give the same analysis. Returns ``(analysis, diagnostics)`` (a dict of
+    DataArrays and a function that builds the diagnostics' variables, so that nothing
+    is reduced when they are not asked for; None for the single pass), or None when
+    the observations are not one value per pixel (general path).
     """
     sdims = spatial_dims(ens)
     pred, onames = _predicted(operator, ens, params)
@@ -816,6 +822,10 @@ def _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds
         if filt.centred
         else K.MODE_ENKF_UNCENTRED
     )
+    if not diagnostics and filt.rtpp == 0.0 and filt.rtps == 0.0:
+        single = _one_obs_single_pass(ens, HE, y, R, params, filt, names, seed, cycle, bounds, mode)
+        if single is not None:
+            return single, None
     u, v, a, innov, expected, used, rejected = apply_kernel(
         partial(_weights_block, mode=mode),
         HE,
@@ -904,6 +914,108 @@ def _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds
     return analysis, diagnostics
 
 
+def _one_obs_single_pass(ens, HE, y, R, params, filt, names, seed, cycle, bounds, mode):
+    """The analysis of :func:`_one_obs_update` by one kernel call per block, or None.
+
+    One :func:`apply_kernel` call for all state variables: inputs the predicted
+    observations, ``y``, ``R``, the pixel keys, then per variable the ensemble (core
+    dims ``member`` and its level dim, e.g. ``layer``) and its bounds where they are
+    arrays; outputs the analyses. Blocks see each variable as (member, level, pixels)
+    in place (no stacked copy). None (two-kernel path) for a non-float64 variable or
+    a bound with a dim the variable lacks.
+    """
+    sdims = spatial_dims(ens)
+    args = [HE, y, R, _pixel_index(ens)]
+    in_dims = [["member"], [], [], []]
+    out_dims, spec = [], []
+    for vname in names:
+        orig = ens[vname]
+        if orig.dtype != np.float64:
+            return None
+        extra = [d for d in orig.dims if d not in ("member", *sdims)]
+        if len(extra) > 1:
+            raise DimensionError(
+                f"{vname} has dims {orig.dims}; at most one besides space and member"
+            )
+        E = orig
+        if E.chunks and extra and len(E.chunks[E.dims.index(extra[0])]) > 1:
+            E = E.chunk({extra[0]: -1})
+        lo, hi, _ = _bound_arrays(vname, params, bounds, orig)
+        args.append(E.variable)
+        in_dims.append(["member", *extra])
+        bspec = []
+        for b in (lo, hi):
+            if isinstance(b, xr.DataArray):
+                if not set(b.dims) <= set(orig.dims) - {"member"}:
+                    return None
+                bd = [d for d in extra if d in b.dims]
+                args.append(b.variable)
+                in_dims.append(bd)
+                bspec.append(len(bd))  # an array input with 0 or 1 level dims
+            else:
+                bspec.append(float(b))
+        out_dims.append(["member", *extra])
+        spec.append((len(extra), tuple(bspec)))
+    outs = apply_kernel(
+        partial(
+            _single_pass_block,
+            spec=tuple(spec),
+            mode=mode,
+            infl=float(filt.inflation),
+            gross=float(filt.gross_error),
+            seed=int(seed),
+            cycle=int(cycle),
+            purpose=_PURPOSE["enkf"],
+        ),
+        *args,
+        input_core_dims=in_dims,
+        output_core_dims=out_dims,
+        output_dtypes=["f8"] * len(names),
+    )
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    analysis = {}
+    for vname, Ea in zip(names, outs, strict=True):
+        orig = ens[vname]
+        Ea = xr.DataArray(
+            Ea.transpose(*orig.dims).data, coords=orig.coords, dims=orig.dims, name=vname
+        )
+        Ea.attrs = dict(orig.attrs)
+        Ea.encoding = dict(orig.encoding)
+        analysis[vname] = Ea
+    return analysis
+
+
+def _single_pass_block(HE, y, R, pix, *rest, spec, mode, infl, gross, seed, cycle, purpose):
+    """Block of :func:`K.one_obs_update`: loop (spatial) dims first, core dims last."""
+    shape = HE.shape[:-1]  # the block's pixels
+    X = int(np.prod(shape))
+    y, R, pix = (np.broadcast_to(x, shape).reshape(-1) for x in (y, R, pix))
+    _check_variances_1obs(R, np.isfinite(y))
+    E, lo, hi, it = [], [], [], iter(rest)
+    for n_extra, bspec in spec:
+        e = next(it)  # (*shape, N[, L]) → (N, L, X), a view of a members-first array
+        e = np.moveaxis(
+            e, (len(shape), len(shape) + 1) if n_extra else len(shape), (0, 1) if n_extra else 0
+        )
+        E.append(e.reshape(e.shape[0], -1, X))  # a copy only if not members-first in memory
+        for dst, b in zip((lo, hi), bspec, strict=True):
+            if isinstance(b, float):
+                dst.append(b)
+                continue
+            arr = next(it)  # (*loop dims[, L])
+            lev = arr.shape[-1] if b else 1
+            arr = np.broadcast_to(arr, (*shape, lev) if b else shape)
+            dst.append(np.moveaxis(arr, -1, 0).reshape(lev, X) if b else arr.reshape(1, X))
+    out = K.one_obs_update(
+        np.moveaxis(HE, -1, 0), y, R, pix, E, lo, hi, infl, gross, seed, cycle, purpose, mode
+    )
+    res = []
+    for (n_extra, _), o in zip(spec, out, strict=True):
+        o = o.reshape(o.shape[0], o.shape[1], *shape)  # (N, L, *shape)
+        res.append(np.moveaxis(o, (0, 1), (-2, -1)) if n_extra else np.moveaxis(o[:, 0], 0, -1))
+    return tuple(res) if len(res) > 1 else res[0]
+
+
 def _members_first(x):
     """(..., N) block with member last → C-contiguous (N, prod(...)) (a view when possible)."""
     x = np.moveaxis(x, -1, 0)
@@ -979,9 +1091,14 @@ def _bound_arrays(name, params, bounds, orig):
 
 def _finish(ens, filt, seed, cycle, analysis, diagnostics, return_diagnostics):
     """The analysis Dataset (and, if asked, the diagnostics: ``diagnostics()``)."""
-    out = ens.copy()
-    for name, da in analysis.items():
-        out[name] = da
+    if all(da.dims == ens[n].dims and da.shape == ens[n].shape for n, da in analysis.items()):
+        # new data in the same variables (attrs, encoding and coords kept): no alignment
+        data = {n: (analysis[n] if n in analysis else ens[n]).data for n in ens.data_vars}
+        out = ens.copy(data=data)
+    else:
+        out = ens.copy()
+        for name, da in analysis.items():
+            out[name] = da
     add_history(out, f"assimilate: {filt!r}, seed={seed}, cycle={cycle}")
     if not return_diagnostics:
         return out
