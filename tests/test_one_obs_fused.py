@@ -46,6 +46,9 @@ def test_single_pass_equals_two_kernels_and_references(mode):
     ]
     # the same numbers from a contiguous copy of the predicted observations
     outs.append(K.one_obs_update(HE.copy(), y, R, pix, [sm, swe], lo, hi, *args))
+    bufs = [np.full_like(sm, 7.0), np.full_like(swe, 7.0)]  # analyses into given arrays
+    outs.append(K.one_obs_update(HE, y, R, pix, [sm, swe], lo, hi, *args, out=bufs))
+    assert all(np.shares_memory(o, b) for o, b in zip(outs[-1], bufs, strict=True))
     u, v, a, *_ = K.one_obs_weights(HE, y, R, pix, *args)
     two = [
         K.apply_weights(

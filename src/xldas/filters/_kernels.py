@@ -1736,7 +1736,9 @@ def _bound2(b, L, X):
     raise ValueError(f"a bound of {b.size} values for {L} levels of {X} pixels")
 
 
-def one_obs_update(HE, y, R, pix, E, lo, hi, infl, gross, seed, cycle, purpose, mode, stream=None):
+def one_obs_update(
+    HE, y, R, pix, E, lo, hi, infl, gross, seed, cycle, purpose, mode, stream=None, out=None
+):
     """One-observation EnKF/ETKF analysis of several state variables at once.
 
     Parameters
@@ -1751,6 +1753,8 @@ def one_obs_update(HE, y, R, pix, E, lo, hi, infl, gross, seed, cycle, purpose, 
     infl, gross, seed, cycle, purpose, mode : as in :func:`one_obs_weights`.
     stream : write the analyses with streaming stores (default: when they exceed
         :data:`STREAM_MIN_BYTES`).
+    out : optional sequence of C-contiguous float64 arrays of the shapes of ``E`` to
+        write the analyses into (e.g. buffers reused from one analysis to the next).
 
     Returns
     -------
@@ -1774,7 +1778,14 @@ def one_obs_update(HE, y, R, pix, E, lo, hi, infl, gross, seed, cycle, purpose, 
     y, R = (_c(np.broadcast_to(z, (X,))) for z in (y, R))
     pix = _c(np.broadcast_to(pix, (X,)), np.int64)
     Es = tuple(_c(e).reshape(N, -1, X) for e in E)
-    Os = tuple(np.empty_like(e) for e in Es)
+    if out is None:
+        Os = tuple(np.empty_like(e) for e in Es)
+    else:
+        Os = tuple(o.reshape(e.shape) for o, e in zip(out, Es, strict=True))
+        if not all(
+            o.flags.c_contiguous and o.flags.writeable and o.dtype == np.float64 for o in Os
+        ):
+            raise ValueError("out: writeable C-contiguous float64 arrays of the shapes of E")
 
     Los = tuple(_ro(_bound2(b, e.shape[1], X)) for b, e in zip(lo, Es, strict=True))
     His = tuple(_ro(_bound2(b, e.shape[1], X)) for b, e in zip(hi, Es, strict=True))
