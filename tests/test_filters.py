@@ -266,6 +266,14 @@ def test_letkf_grid_kernel_matches_reference(metric, curvilinear):
     )
     ref = K.letkf_grid_reference(E, HE, d, rinv, yc, xc, c, metric, 1.05, 0.0, 0.5)
     np.testing.assert_allclose(got, ref, atol=1e-12)
+    # a sub-window analysed (a dask block's interior): E holds only those pixels, the
+    # observations of the whole window are used
+    part = GR.letkf_grid(
+        E[1:3, 1:4], HE, d, rinv, yc, xc, c, 10, metric, 1, 3, 1, 4, 1.05, 0.0, 0.5, target="cpu"
+    )
+    np.testing.assert_allclose(part, ref[1:3, 1:4], atol=1e-12)
+    with pytest.raises(ValueError, match="analysed pixels"):
+        GR.letkf_grid(E, HE, d, rinv, yc, xc, c, 10, metric, 1, 3, 1, 4, 1.05, 0.0, 0.5)
 
 
 @pytest.mark.parametrize("local_enkf", [False, True])
@@ -292,7 +300,7 @@ def test_grid_kernels_in_row_bands_equal_one_call(local_enkf):
         return kern(*data, ycb, xcb, c, halo, 1, p0, p1, q0, q1, 1.05, 0.0, 0.0, target="cpu")
 
     for threads in (2, 3):
-        banded = _in_bands(block, (*arrays, yc, xc), halo, threads=threads)
+        banded = _in_bands(block, E, (*arrays[1:], yc, xc), halo, threads=threads)
         np.testing.assert_array_equal(banded, whole)
     assert not np.allclose(whole, E)  # the analysis did something
 

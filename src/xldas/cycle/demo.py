@@ -221,7 +221,8 @@ def _run_in_processes(exps: dict[str, Experiment], workers: int, overwrite: bool
         Path(next(iter(exps.values())).output.store).parent,
     )
     tmp = Path(tempfile.mkdtemp(prefix="xldas-demo-"))
-    pending = list(exps.items())
+    # the filters first: the open loop, the quickest, fills the gap a filter leaves
+    pending = sorted(exps.items(), key=lambda kv: kv[1].filter.method == "none")
     running: dict[str, subprocess.Popen] = {}
     failure = None
     try:

@@ -85,6 +85,14 @@ def _rect_row_taper(ycoord, xcoord, c, halo, metric, p, tab):
 
 
 @njit
+def _check_interior(E, A, B, i0, i1, j0, j1):
+    if not (0 <= i0 <= i1 <= A and 0 <= j0 <= j1 <= B):
+        raise ValueError("the analysed pixels [i0, i1) x [j0, j1) must lie in the window")
+    if E.shape[0] != i1 - i0 or E.shape[1] != j1 - j0:
+        raise ValueError("E must hold exactly the analysed pixels [i0, i1) x [j0, j1)")
+
+
+@njit
 def _anomalies(HE, infl):
     """Inflated observation anomalies, observation-major: ``Yt[p, q, k, i]``."""
     A, B, N, m = HE.shape
@@ -125,7 +133,7 @@ def _etkf_from_normal(A, Cd, T):
     [
         "void(float64[:,:,:,:], float64[:,:,:,:], float64[:,:,:], float64[:,:,:], float64[:,:], float64[:,:], float64, int64, int64, int64, int64, int64, int64, float64, float64, float64, float64[:,:,:,:])"
     ],
-    "(a,b,N,n),(a,b,N,m),(a,b,m),(a,b,m),(a,b),(a,b),(),(),(),(),(),(),(),(),(),()->(a,b,N,n)",
+    "(u,v,N,n),(a,b,N,m),(a,b,m),(a,b,m),(a,b),(a,b),(),(),(),(),(),(),(),(),(),()->(u,v,N,n)",
 )
 def letkf_grid(
     E, HE, d, rinv, ycoord, xcoord, c, halo, metric, i0, i1, j0, j1, infl, rtpp, rtps, out
@@ -135,14 +143,17 @@ def letkf_grid(
     The local observations are those of the pixels within ``halo`` cells whose
     distance is inside the Gaspari–Cohn support ``2c``, each with ``R^-1`` times
     ``GC(dist/c)``. ``metric`` 1 = great-circle km on (lat, lon) degrees, 0 = Euclidean
-    in the coordinate units. Only the pixels ``[i0, i1) × [j0, j1)`` are analysed (the
-    rest of ``out`` is left as it is): the dask layer passes the block's interior, its
-    halo rows serving as observations only. Pixels closer than ``halo`` to the block
-    edge see only the neighbours inside the block. Reference:
-    :func:`xldas.filters._kernels.letkf_grid_reference`.
+    in the coordinate units. The observation-side arrays (``HE``, ``d``, ``rinv``, the
+    coordinates) cover a window of ``a × b`` pixels; ``E`` and ``out`` only the pixels
+    analysed, ``[i0, i1) × [j0, j1)`` of that window (a dask block's interior: its halo
+    rows serve as observations only, and a pixel's analysis needs no other pixel's
+    state). Pixels closer than ``halo`` to the window's edge see only the neighbours
+    inside it. Reference: :func:`xldas.filters._kernels.letkf_grid_reference`.
     """
-    Ab, Bb, N, n = E.shape
+    Ab, Bb = HE.shape[0], HE.shape[1]
+    N, n = E.shape[2], E.shape[3]
     m = HE.shape[3]
+    _check_interior(E, Ab, Bb, i0, i1, j0, j1)
     w = 2 * halo + 1
     Yt = _anomalies(HE, infl)
     G = np.empty((w * w * m, N))
@@ -150,10 +161,10 @@ def letkf_grid(
     T = np.empty((N, N))
     tab = np.empty((w, w))
     rect = _rectilinear(ycoord, xcoord)
-    for p in range(max(0, i0), min(Ab, i1)):
+    for p in range(i0, i1):
         if rect:
             _rect_row_taper(ycoord, xcoord, c, halo, metric, p, tab)
-        for q in range(max(0, j0), min(Bb, j1)):
+        for q in range(j0, j1):
             if not rect:
                 _pixel_taper(ycoord, xcoord, c, halo, metric, p, q, tab)
             r = 0
@@ -171,7 +182,7 @@ def letkf_grid(
                             gd[r] = sw * d[pp, qq, k]
                             r += 1
             if r == 0:
-                out[p, q] = E[p, q]
+                out[p - i0, q - j0] = E[p - i0, q - j0]
                 continue
             Gr = G[:r]
             A = np.dot(Gr.T, Gr)
@@ -179,24 +190,26 @@ def letkf_grid(
             for a in range(N):
                 A[a, a] += N - 1.0
             _etkf_from_normal(A, Cd, T)
+            Ep = E[p - i0, q - j0]
+            op = out[p - i0, q - j0]
             for j in range(n):
                 mj = 0.0
                 for i in range(N):
-                    mj += E[p, q, i, j]
+                    mj += Ep[i, j]
                 mj /= N
                 for i in range(N):
                     acc = mj
                     for a in range(N):
-                        acc += infl * (E[p, q, a, j] - mj) * T[a, i]
-                    out[p, q, i, j] = acc
-                _relax_col(E[p, q], out[p, q], j, rtpp, rtps)
+                        acc += infl * (Ep[a, j] - mj) * T[a, i]
+                    op[i, j] = acc
+                _relax_col(Ep, op, j, rtpp, rtps)
 
 
 @gufunc(
     [
         "void(float64[:,:,:,:], float64[:,:,:,:], float64[:,:,:], float64[:,:,:], float64[:,:,:,:], float64[:,:], float64[:,:], float64, int64, int64, int64, int64, int64, int64, float64, float64, float64, float64[:,:,:,:])"
     ],
-    "(a,b,N,n),(a,b,N,m),(a,b,m),(a,b,m),(a,b,N,m),(a,b),(a,b),(),(),(),(),(),(),(),(),(),()->(a,b,N,n)",
+    "(u,v,N,n),(a,b,N,m),(a,b,m),(a,b,m),(a,b,N,m),(a,b),(a,b),(),(),(),(),(),(),(),(),(),()->(u,v,N,n)",
 )
 def lenkf_grid(
     E, HE, d, rinv, eps, ycoord, xcoord, c, halo, metric, i0, i1, j0, j1, infl, rtpp, rtps, out
@@ -206,27 +219,29 @@ def lenkf_grid(
     The local observations are those of the pixels within ``halo`` cells whose distance
     is inside the Gaspari–Cohn support ``2c``; ``metric`` 1 = great-circle km on
     (lat, lon) degrees, 0 = Euclidean in the coordinate units. Pixels closer than
-    ``halo`` to the block edge see only the neighbours inside the block (the dask layer
-    trims them off). ``eps`` are the perturbations of each pixel's observations, scaled
-    for each local analysis by ``1/sqrt(GC)`` (:mod:`xldas.filters._local`). Only the
-    pixels ``[i0, i1) × [j0, j1)`` are analysed (the block's interior). Reference:
-    :func:`xldas.filters._local.lenkf_grid_reference`.
+    ``halo`` to the window's edge see only the neighbours inside it. ``eps`` are the
+    perturbations of each pixel's observations, scaled for each local analysis by
+    ``1/sqrt(GC)`` (:mod:`xldas.filters._local`). As in :func:`letkf_grid`, ``E`` and
+    ``out`` hold only the analysed pixels ``[i0, i1) × [j0, j1)`` of the observation
+    window. Reference: :func:`xldas.filters._local.lenkf_grid_reference`.
 
     With ``w = R^-1 GC`` and ``s = 1/sqrt(GC)``, the rows gathered for one local analysis
     are ``sqrt(w) Y_k`` and ``sqrt(w) (d_k + s eps_k - Y_k)``; one product of the first
     block with both gives ``Y^T R_loc^-1 Y`` and ``Y^T R_loc^-1 D``.
     """
-    Ab, Bb, N, n = E.shape
+    Ab, Bb = HE.shape[0], HE.shape[1]
+    N, n = E.shape[2], E.shape[3]
     m = HE.shape[3]
+    _check_interior(E, Ab, Bb, i0, i1, j0, j1)
     w = 2 * halo + 1
     Yt = _anomalies(HE, infl)
     H = np.empty((w * w * m, 2 * N))
     tab = np.empty((w, w))
     rect = _rectilinear(ycoord, xcoord)
-    for p in range(max(0, i0), min(Ab, i1)):
+    for p in range(i0, i1):
         if rect:
             _rect_row_taper(ycoord, xcoord, c, halo, metric, p, tab)
-        for q in range(max(0, j0), min(Bb, j1)):
+        for q in range(j0, j1):
             if not rect:
                 _pixel_taper(ycoord, xcoord, c, halo, metric, p, q, tab)
             r = 0
@@ -247,7 +262,7 @@ def lenkf_grid(
                                 H[r, N + i] = dk + se * eps[pp, qq, i, k] - yi
                             r += 1
             if r == 0:
-                out[p, q] = E[p, q]
+                out[p - i0, q - j0] = E[p - i0, q - j0]
                 continue
             Hr = H[:r]
             M = np.dot(np.ascontiguousarray(Hr[:, :N].T), Hr)
@@ -257,4 +272,4 @@ def lenkf_grid(
                 A[a, a] += N - 1.0
             Wt = np.linalg.solve(A, B)
             for j in range(n):
-                _update_column(E[p, q], out[p, q], j, Wt, infl, rtpp, rtps)
+                _update_column(E[p - i0, q - j0], out[p - i0, q - j0], j, Wt, infl, rtpp, rtps)

@@ -346,8 +346,10 @@ def _letkf_geometry(ens, filt: LETKF):
 def _letkf(E, HE, d, rinv, ens, filt, eps=None):
     """Local analyses on the grid: LETKF, or the localised EnKF when ``eps`` is given.
 
-    Halos of ``ceil(2c / cell)`` pixels are exchanged between spatial chunks, so the
-    result does not depend on the chunking.
+    Halos of ``ceil(2c / cell)`` pixels of the observation side (``HE``, ``d``, ``rinv``,
+    the EnKF's perturbations, coordinates) are exchanged between spatial chunks, so the
+    result does not depend on the chunking; the state ``E`` needs none (a pixel's
+    analysis uses its neighbours' observations, not their state).
     """
     sy, sx = spatial_dims(ens)
     extra = [x for x in E.dims if x not in (sy, sx, "member", "state")]
@@ -366,12 +368,12 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
         kern = partial(kern, engine=filt.engine)
     if all(a.chunks is None for a in (E, HE, d, rinv)):
         extra = () if eps is None else (np.asarray(eps.values, float),)
-        arrays = (E.values, HE.values, d.values, rinv.values, *extra, yc.values, xc.values)
-        return E.copy(data=_in_bands(kern, arrays, halo))
+        arrays = (HE.values, d.values, rinv.values, *extra, yc.values, xc.values)
+        return E.copy(data=_in_bands(kern, E.values, arrays, halo))
     if E.chunks is None:
         E = E.chunk()
     import dask.array as dsa
-    from dask.array.overlap import ensure_minimum_chunksize, overlap, trim_internal
+    from dask.array.overlap import ensure_minimum_chunksize, overlap
 
     chunks2 = tuple(ensure_minimum_chunksize(max(halo, 1), c) for c in E.chunks[:2])
     E4 = E.data.rechunk((*chunks2, -1, -1))
@@ -395,11 +397,10 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
     else:
         e4 = eps.data if eps.chunks else dsa.from_array(eps.values, (*chunks2, -1, -1))
         extra = (ov(e4.rechunk((*chunks2, -1, -1))), "ijkm")
-    E4o = ov(E4)
     data = dsa.blockwise(
         kern,
         "ijkl",
-        E4o,
+        E4,
         "ijkl",
         ov(H4),
         "ijkm",
@@ -416,11 +417,10 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
         "ijw",
         dtype="f8",
         concatenate=True,
-        align_arrays=False,  # the window array has one element per block
-        adjust_chunks={"i": E4o.chunks[0], "j": E4o.chunks[1]},
+        align_arrays=False,  # overlapped blocks, and one window element per block
+        adjust_chunks={"i": E4.chunks[0], "j": E4.chunks[1]},
         meta=np.empty((0, 0, 0, 0)),
     )
-    data = trim_internal(data, {0: halo, 1: halo, 2: 0, 3: 0}, boundary=none)
     data = data.rechunk(E.data.chunks)
     return E.copy(data=data)
 
@@ -445,32 +445,32 @@ def _interiors(chunks2, halo):
     return dsa.from_array(win, chunks=(1, 1, 4))
 
 
-def _in_bands(kern, arrays, halo, threads=None):
+def _in_bands(kern, E, arrays, halo, threads=None):
     """Run a grid kernel on NumPy arrays in row bands, one per core, in threads.
 
-    Each band carries ``halo`` rows of its neighbours as observations and analyses only
-    its own rows (the kernels' interior window), so the result is that of one call on
-    the whole grid; the numba kernels release the GIL. A Dask computation parallelises
-    over its chunks instead (one kernel call per block).
+    Each band gets its own rows of the state ``E`` and, of the observation-side
+    ``arrays``, those rows plus ``halo`` rows of its neighbours (observations only): every
+    pixel gets the result of one call on the whole grid. The numba kernels release the
+    GIL. A Dask computation parallelises over its chunks instead (one call per block).
     """
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    ny, nx = arrays[0].shape[:2]
+    ny, nx = E.shape[:2]
     if threads is None:
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         threads = max(1, min(int(threads), os.cpu_count() or 1))
     nb = max(1, min(threads, ny // max(1, 2 * halo)))
     if nb == 1:
-        return kern(*arrays, np.array([[[0, ny, 0, nx]]]))
+        return kern(E, *arrays, np.array([[[0, ny, 0, nx]]]))
     edges = np.linspace(0, ny, nb + 1).round().astype(int)
-    out = np.empty(arrays[0].shape, dtype=float)
+    out = np.empty(E.shape, dtype=float)
 
     def band(b):
         r0, r1 = int(edges[b]), int(edges[b + 1])
         lo, hi = max(0, r0 - halo), min(ny, r1 + halo)
-        res = kern(*(a[lo:hi] for a in arrays), np.array([[[r0 - lo, r1 - lo, 0, nx]]]))
-        out[r0:r1] = res[r0 - lo : r1 - lo]
+        window = np.array([[[r0 - lo, r1 - lo, 0, nx]]])
+        out[r0:r1] = kern(E[r0:r1], *(a[lo:hi] for a in arrays), window)
 
     with ThreadPoolExecutor(nb) as pool:
         list(pool.map(band, range(nb)))
@@ -478,22 +478,33 @@ def _in_bands(kern, arrays, halo, threads=None):
 
 
 def _letkf_kernel(E, HE, d, rinv, yc, xc, win, *, c, halo, metric, args, engine):
-    if engine == "numpy":  # the reference analyses every pixel (halo rows are trimmed)
-        return K.letkf_grid_reference(E, HE, d, rinv, yc, xc, c, metric, *args)
-    # all dims are core dims (one block): the serial target avoids thread start-up costs
     p0, p1, q0, q1 = (int(v) for v in np.asarray(win).reshape(4))
+    if engine == "numpy":  # the reference analyses the whole window: pad E to it
+        Ew = _pad_to_window(E, HE.shape[:2], p0, q0)
+        return K.letkf_grid_reference(Ew, HE, d, rinv, yc, xc, c, metric, *args)[p0:p1, q0:q1]
+    # all dims are core dims (one block): the serial target avoids thread start-up costs
     return GR.letkf_grid(
         E, HE, d, rinv, yc, xc, c, halo, metric, p0, p1, q0, q1, *args, target="cpu"
     )
 
 
 def _local_enkf_kernel(E, HE, d, rinv, eps, yc, xc, win, *, c, halo, metric, args, engine):
-    if engine == "numpy":
-        return LK.lenkf_grid_reference(E, HE, d, rinv, eps, yc, xc, c, metric, *args)
     p0, p1, q0, q1 = (int(v) for v in np.asarray(win).reshape(4))
+    if engine == "numpy":
+        Ew = _pad_to_window(E, HE.shape[:2], p0, q0)
+        ref = LK.lenkf_grid_reference(Ew, HE, d, rinv, eps, yc, xc, c, metric, *args)
+        return ref[p0:p1, q0:q1]
     return GR.lenkf_grid(
         E, HE, d, rinv, eps, yc, xc, c, halo, metric, p0, p1, q0, q1, *args, target="cpu"
     )
+
+
+def _pad_to_window(E, shape, p0, q0):
+    """``E`` of the analysed pixels placed in a window of ``shape`` (zeros around: the
+    references analyse every pixel of the window; only the analysed ones are kept)."""
+    Ew = np.zeros((*shape, *E.shape[2:]))
+    Ew[p0 : p0 + E.shape[0], q0 : q0 + E.shape[1]] = E
+    return Ew
 
 
 # ----------------------------------------------------------------- bounds
