@@ -87,6 +87,7 @@ import numpy as np
 import xarray as xr
 
 from xldas.filters import ETKF, LETKF, PF, SRUKF, UKF, EnKF, assimilate
+from xldas.filters import _grid as GR
 from xldas.filters import _kernels as K
 
 
@@ -390,7 +391,7 @@ def small(size, members, repeat=2):
     rg = np.where(np.isfinite(obs["sm"].values), 1 / 0.02**2, 0.0)[..., None]
     yc, xc = np.meshgrid(np.arange(S, dtype=float), np.arange(S, dtype=float), indexing="ij")
     t = _best(
-        lambda: K.letkf_grid(
+        lambda: GR.letkf_grid(
             Eg, Hg, dg, rg, yc, xc, letkf.half_width, 1, 0, 0, S, 0, S, 1.02, 0.0, 0.0, target="cpu"
         ),
         repeat,

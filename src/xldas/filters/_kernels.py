@@ -40,7 +40,6 @@ __all__ = [
     "etkf_general",
     "etkf_reference",
     "gaspari_cohn",
-    "letkf_grid",
     "letkf_grid_reference",
     "letkf_taper",
     "letkf_taper_reference",
@@ -533,91 +532,6 @@ def _distance(lat1, lon1, lat2, lon2, metric):
     return math.sqrt((lat2 - lat1) ** 2 + (lon2 - lon1) ** 2)
 
 
-@gufunc(
-    [
-        "void(float64[:,:,:,:], float64[:,:,:,:], float64[:,:,:], float64[:,:,:], float64[:,:], float64[:,:], float64, int64, int64, int64, int64, int64, int64, float64, float64, float64, float64[:,:,:,:])"
-    ],
-    "(a,b,N,n),(a,b,N,m),(a,b,m),(a,b,m),(a,b),(a,b),(),(),(),(),(),(),(),(),(),()->(a,b,N,n)",
-)
-def letkf_grid(
-    E, HE, d, rinv, ycoord, xcoord, c, halo, metric, i0, i1, j0, j1, infl, rtpp, rtps, out
-):
-    """LETKF on a 2-D grid of columns: each pixel's state is updated by one local ETKF.
-
-    The local observations are those of the pixels within ``halo`` cells whose
-    distance is inside the Gaspari–Cohn support ``2c``, each with ``R^-1`` times
-    ``GC(dist/c)``. ``metric`` 1 = great-circle km on (lat, lon) degrees, 0 = Euclidean
-    in the coordinate units. Only the pixels ``[i0, i1) × [j0, j1)`` are analysed (the
-    rest of ``out`` is left as it is): the dask layer passes the block's interior, its
-    halo rows serving as observations only. Pixels closer than ``halo`` to the block
-    edge see only the neighbours inside the block.
-    """
-    A, B, N, n = E.shape
-    m = HE.shape[3]
-    T = np.empty((N, N))
-    hbar = np.empty(m)
-    for p in range(max(0, i0), min(A, i1)):
-        for q in range(max(0, j0), min(B, j1)):
-            p0 = max(0, p - halo)
-            p1 = min(A, p + halo + 1)
-            q0 = max(0, q - halo)
-            q1 = min(B, q + halo + 1)
-            cnt = 0
-            for pp in range(p0, p1):
-                for qq in range(q0, q1):
-                    g = _gc(
-                        _distance(
-                            ycoord[p, q], xcoord[p, q], ycoord[pp, qq], xcoord[pp, qq], metric
-                        )
-                        / c
-                    )
-                    if g > 0.0:
-                        for k in range(m):
-                            if rinv[pp, qq, k] > 0.0:
-                                cnt += 1
-            Y = np.empty((N, cnt))
-            dl = np.empty(cnt)
-            rl = np.empty(cnt)
-            cc = 0
-            for pp in range(p0, p1):
-                for qq in range(q0, q1):
-                    g = _gc(
-                        _distance(
-                            ycoord[p, q], xcoord[p, q], ycoord[pp, qq], xcoord[pp, qq], metric
-                        )
-                        / c
-                    )
-                    if g > 0.0:
-                        for k in range(m):
-                            if rinv[pp, qq, k] > 0.0:
-                                hb = 0.0
-                                for i in range(N):
-                                    hb += HE[pp, qq, i, k]
-                                hbar[k] = hb / N
-                                for i in range(N):
-                                    Y[i, cc] = infl * (HE[pp, qq, i, k] - hbar[k])
-                                dl[cc] = d[pp, qq, k]
-                                rl[cc] = rinv[pp, qq, k] * g
-                                cc += 1
-            if cnt == 0:
-                for i in range(N):
-                    for j in range(n):
-                        out[p, q, i, j] = E[p, q, i, j]
-                continue
-            _etkf_transform(Y, dl, rl, T)
-            for j in range(n):
-                mj = 0.0
-                for i in range(N):
-                    mj += E[p, q, i, j]
-                mj /= N
-                for i in range(N):
-                    acc = mj
-                    for a in range(N):
-                        acc += infl * (E[p, q, a, j] - mj) * T[a, i]
-                    out[p, q, i, j] = acc
-                _relax_col(E[p, q], out[p, q], j, rtpp, rtps)
-
-
 def grid_distance_reference(ycoord, xcoord, metric):
     """All pairwise distances (P, P) between the pixels of 2-D coordinate arrays."""
     y = ycoord.ravel()
@@ -631,7 +545,8 @@ def grid_distance_reference(ycoord, xcoord, metric):
 
 
 def letkf_grid_reference(E, HE, d, rinv, ycoord, xcoord, c, metric, infl=1.0, rtpp=0.0, rtps=0.0):
-    """NumPy reference of :func:`letkf_grid` through :func:`letkf_taper_reference`.
+    """NumPy reference of :func:`xldas.filters._grid.letkf_grid` through
+    :func:`letkf_taper_reference`.
 
     The grid is flattened into one state vector of ``P*n`` elements and ``P*m``
     observations; the taper between element ``(p, j)`` and observation ``(q, k)`` is

@@ -31,8 +31,6 @@ import numpy as np
 
 from xldas._numba import gufunc, njit
 from xldas.filters._kernels import (
-    _distance,
-    _gc,
     _obs_anomalies,
     _update_column,
     enkf_reference,
@@ -40,7 +38,7 @@ from xldas.filters._kernels import (
     vector_as_grid,
 )
 
-__all__ = ["lenkf_grid", "lenkf_grid_reference", "lenkf_taper", "lenkf_taper_reference"]
+__all__ = ["lenkf_grid_reference", "lenkf_taper", "lenkf_taper_reference"]
 
 
 def lenkf_taper_reference(E, HE, d, rinv, eps, rho, infl=1.0, rtpp=0.0, rtps=0.0):
@@ -106,7 +104,8 @@ def lenkf_taper(E, HE, d, rinv, eps, rho, infl, rtpp, rtps, out):
 def lenkf_grid_reference(
     E, HE, d, rinv, eps, ycoord, xcoord, c, metric, infl=1.0, rtpp=0.0, rtps=0.0
 ):
-    """NumPy reference of :func:`lenkf_grid` through :func:`lenkf_taper_reference`.
+    """NumPy reference of :func:`xldas.filters._grid.lenkf_grid` through
+    :func:`lenkf_taper_reference`.
 
     The grid is flattened into one state vector of ``P*n`` elements and ``P*m``
     observations; the weight between element ``(p, j)`` and observation ``(q, k)`` is
@@ -115,64 +114,6 @@ def lenkf_grid_reference(
     rho, (Ef, Hf, ef) = grid_as_vector(E, HE, ycoord, xcoord, c, metric, eps)
     Ea = lenkf_taper_reference(Ef, Hf, d.reshape(-1), rinv.reshape(-1), ef, rho, infl, rtpp, rtps)
     return vector_as_grid(Ea, E.shape)
-
-
-@gufunc(
-    [
-        "void(float64[:,:,:,:], float64[:,:,:,:], float64[:,:,:], float64[:,:,:], float64[:,:,:,:], float64[:,:], float64[:,:], float64, int64, int64, int64, int64, int64, int64, float64, float64, float64, float64[:,:,:,:])"
-    ],
-    "(a,b,N,n),(a,b,N,m),(a,b,m),(a,b,m),(a,b,N,m),(a,b),(a,b),(),(),(),(),(),(),(),(),(),()->(a,b,N,n)",
-)
-def lenkf_grid(
-    E, HE, d, rinv, eps, ycoord, xcoord, c, halo, metric, i0, i1, j0, j1, infl, rtpp, rtps, out
-):
-    """Localised stochastic EnKF on a 2-D grid of columns (one local analysis per pixel).
-
-    The local observations are those of the pixels within ``halo`` cells whose distance
-    is inside the Gaspari–Cohn support ``2c``; ``metric`` 1 = great-circle km on
-    (lat, lon) degrees, 0 = Euclidean in the coordinate units. Pixels closer than
-    ``halo`` to the block edge see only the neighbours inside the block (the dask layer
-    trims them off). ``eps`` are the perturbations of each pixel's observations. Only the
-    pixels ``[i0, i1) × [j0, j1)`` are analysed (the block's interior; see
-    :func:`xldas.filters._kernels.letkf_grid`).
-    """
-    Ab, Bb, N, n = E.shape
-    m = HE.shape[3]
-    # inflated observation anomalies of every pixel of the block, once
-    Y = np.empty((Ab, Bb, N, m))
-    for p in range(Ab):
-        for q in range(Bb):
-            _obs_anomalies(HE[p, q], infl, Y[p, q])
-    A = np.empty((N, N))
-    B = np.empty((N, N))
-    for p in range(max(0, i0), min(Ab, i1)):
-        for q in range(max(0, j0), min(Bb, j1)):
-            A[:, :] = 0.0
-            B[:, :] = 0.0
-            cnt = 0
-            for pp in range(max(0, p - halo), min(Ab, p + halo + 1)):
-                for qq in range(max(0, q - halo), min(Bb, q + halo + 1)):
-                    g = _gc(
-                        _distance(
-                            ycoord[p, q], xcoord[p, q], ycoord[pp, qq], xcoord[pp, qq], metric
-                        )
-                        / c
-                    )
-                    if g > 0.0:
-                        s = 1.0 / math.sqrt(g)
-                        for k in range(m):
-                            rl = rinv[pp, qq, k] * g
-                            if rl > 0.0:
-                                _accumulate(
-                                    A, B, Y[pp, qq, :, k], eps[pp, qq, :, k], d[pp, qq, k], rl, s
-                                )
-                                cnt += 1
-            if cnt == 0:
-                out[p, q] = E[p, q]
-                continue
-            W = _solve(A, B)
-            for j in range(n):
-                _update_column(E[p, q], out[p, q], j, W, infl, rtpp, rtps)
 
 
 @njit
