@@ -386,33 +386,32 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
     )
     ycd = dsa.from_array(yc.values, chunks=chunks2)
     xcd = dsa.from_array(xc.values, chunks=chunks2)
-    none = {0: "none", 1: "none", 2: "none", 3: "none"}
-    hs = {0: halo, 1: halo}
-
-    def ov(x):
-        return overlap(x, depth={**hs, **{i: 0 for i in range(2, x.ndim)}}, boundary=none)
-
-    if eps is None:
-        extra = ()
-    else:
+    N, m = HE.sizes["member"], HE.sizes["obs"]
+    parts = [(H4, "ijkm"), (d3, "ijm"), (r3, "ijm")]
+    if eps is not None:
         e4 = eps.data if eps.chunks else dsa.from_array(eps.values, (*chunks2, -1, -1))
-        extra = (ov(e4.rechunk((*chunks2, -1, -1))), "ijkm")
+        parts.append((e4.rechunk((*chunks2, -1, -1)), "ijkm"))
+    parts += [(ycd, "ij"), (xcd, "ij")]
+    # everything the halos carry packed into one array per block: one overlap (its
+    # slices and concatenations) instead of one per array, a fraction of the tasks
+    K = N * m + 2 * m + (N * m if eps is not None else 0) + 2
+    packed = dsa.blockwise(
+        _pack_obs_side,
+        "ijz",
+        *[x for part in parts for x in part],
+        new_axes={"z": K},
+        concatenate=True,
+        dtype="f8",
+        meta=np.empty((0, 0, 0)),
+    )
+    packed = overlap(packed, depth={0: halo, 1: halo, 2: 0}, boundary={0: "none", 1: "none"})
     data = dsa.blockwise(
-        kern,
+        partial(_unpack_and_run, kern=kern, N=N, m=m, eps=eps is not None),
         "ijkl",
         E4,
         "ijkl",
-        ov(H4),
-        "ijkm",
-        ov(d3),
-        "ijm",
-        ov(r3),
-        "ijm",
-        *extra,
-        ov(ycd),
-        "ij",
-        ov(xcd),
-        "ij",
+        packed,
+        "ijz",
         _interiors(chunks2, halo),
         "ijw",
         dtype="f8",
@@ -423,6 +422,29 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
     )
     data = data.rechunk(E.data.chunks)
     return E.copy(data=data)
+
+
+def _pack_obs_side(*arrays):
+    """``(a, b, K)``: each pixel's observation-side values side by side (``HE``, ``d``,
+    ``rinv``, the EnKF's perturbations, then the two coordinates)."""
+    a, b = arrays[0].shape[:2]
+    return np.concatenate([np.asarray(x, float).reshape(a, b, -1) for x in arrays], axis=2)
+
+
+def _unpack_and_run(E, packed, win, *, kern, N, m, eps):
+    """Split a packed, overlapped block (:func:`_pack_obs_side`) and run the kernel."""
+    a, b = packed.shape[:2]
+    o = N * m
+    parts = [
+        packed[..., :o].reshape(a, b, N, m),
+        packed[..., o : o + m],
+        packed[..., o + m : o + 2 * m],
+    ]
+    o += 2 * m
+    if eps:
+        parts.append(packed[..., o : o + N * m].reshape(a, b, N, m))
+        o += N * m
+    return kern(E, *parts, packed[..., o], packed[..., o + 1], win)
 
 
 def _interiors(chunks2, halo):
