@@ -264,12 +264,21 @@ def _group(store, group: str):
 
     try:
         return zarr.open_group(store, path=group, mode="r", zarr_format=3)
-    except (FileNotFoundError, KeyError):
-        return None
-    except Exception as exc:  # zarr raises GroupNotFoundError and friends
-        if "not found" in str(exc).lower() or "nothing found" in str(exc).lower():
+    except Exception as exc:
+        if _not_found(exc):
             return None
         raise
+
+
+def _not_found(exc: Exception) -> bool:
+    """Whether ``exc`` says that a group is absent (zarr raises GroupNotFoundError and
+    friends, some stores FileNotFoundError or KeyError)."""
+    msg = str(exc).lower()
+    return (
+        isinstance(exc, FileNotFoundError | KeyError)
+        or "not found" in msg
+        or ("nothing found" in msg)
+    )
 
 
 def _harmonise(ds: xr.Dataset, store, group: str) -> xr.Dataset:
@@ -470,10 +479,8 @@ class CycleStore:
         )
         try:
             return xr.open_zarr(session.store, group=group, consolidated=False, zarr_format=3)
-        except (FileNotFoundError, KeyError):
-            return None
-        except Exception as exc:  # zarr raises GroupNotFoundError and friends
-            if "not found" in str(exc).lower() or "nothing found" in str(exc).lower():
+        except Exception as exc:
+            if _not_found(exc):
                 return None
             raise
 

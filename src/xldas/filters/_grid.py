@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from xldas._numba import gufunc, njit
-from xldas.filters._kernels import _distance, _gc, _relax_col, _update_column
+from xldas.filters._kernels import _distance, _gc, _transform_column, _update_column
 
 __all__ = ["lenkf_grid", "letkf_grid"]
 
@@ -190,19 +190,8 @@ def letkf_grid(
             for a in range(N):
                 A[a, a] += N - 1.0
             _etkf_from_normal(A, Cd, T)
-            Ep = E[p - i0, q - j0]
-            op = out[p - i0, q - j0]
             for j in range(n):
-                mj = 0.0
-                for i in range(N):
-                    mj += Ep[i, j]
-                mj /= N
-                for i in range(N):
-                    acc = mj
-                    for a in range(N):
-                        acc += infl * (Ep[a, j] - mj) * T[a, i]
-                    op[i, j] = acc
-                _relax_col(Ep, op, j, rtpp, rtps)
+                _transform_column(E[p - i0, q - j0], out[p - i0, q - j0], j, T, infl, rtpp, rtps)
 
 
 @gufunc(

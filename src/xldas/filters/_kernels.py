@@ -249,6 +249,22 @@ def enkf_general(E, HE, d, rinv, eps, infl, rtpp, rtps, out):
 
 
 @njit
+def _transform_column(E, out, j, T, infl, rtpp, rtps):
+    """Square-root filters: x_ij^a = x̄_j + sum_a infl (x_aj - x̄_j) T_ai, then relaxation."""
+    N = E.shape[0]
+    mj = 0.0
+    for i in range(N):
+        mj += E[i, j]
+    mj /= N
+    for i in range(N):
+        acc = mj
+        for a in range(N):
+            acc += infl * (E[a, j] - mj) * T[a, i]
+        out[i, j] = acc
+    _relax_col(E, out, j, rtpp, rtps)
+
+
+@njit
 def _update_column(E, out, j, W, infl, rtpp, rtps):
     """x_ij^a = x̄_j + infl (x_ij - x̄_j) + sum_a infl (x_aj - x̄_j) W_ai, then relaxation."""
     N = E.shape[0]
@@ -402,16 +418,7 @@ def etkf_general(E, HE, d, rinv, infl, rtpp, rtps, out):
     T = np.empty((N, N))
     _etkf_transform(Y, d, rinv, T)
     for j in range(n):
-        mj = 0.0
-        for i in range(N):
-            mj += E[i, j]
-        mj /= N
-        for i in range(N):
-            acc = mj
-            for a in range(N):
-                acc += infl * (E[a, j] - mj) * T[a, i]
-            out[i, j] = acc
-        _relax_col(E, out, j, rtpp, rtps)
+        _transform_column(E, out, j, T, infl, rtpp, rtps)
 
 
 @gufunc(
@@ -508,16 +515,7 @@ def letkf_taper(E, HE, d, rinv, rho, infl, rtpp, rtps, out):
                 out[i, j] = E[i, j]
             continue
         _etkf_transform(Y, dl, rl, T)
-        mj = 0.0
-        for i in range(N):
-            mj += E[i, j]
-        mj /= N
-        for i in range(N):
-            acc = mj
-            for a in range(N):
-                acc += infl * (E[a, j] - mj) * T[a, i]
-            out[i, j] = acc
-        _relax_col(E, out, j, rtpp, rtps)
+        _transform_column(E, out, j, T, infl, rtpp, rtps)
 
 
 @njit
