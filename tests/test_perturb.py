@@ -53,6 +53,10 @@ def test_perturb_same_whatever_the_chunking():
         b = perturb(s.chunk(lat=4, lon=3), 5, **{**kw, "params": p.chunk(lat=2, lon=5)})
         sb, fb = step(b, f.chunk(lat=3, lon=4), p.chunk(lat=2), fluxes=True)
     assert b.pert_precip.chunks[0] == (5,)
+    # the AR(1) states are generated per spatial chunk of the state (an index coordinate
+    # is never chunked: generated from the grid's indexes, they were one domain-wide
+    # block, which each chunk's forecast then had to read whole)
+    assert b.pert_precip.chunks[1:] == s.sm.chunk(lat=4, lon=3).chunks[-2:] == ((4, 2), (3, 3, 2))
     xr.testing.assert_identical(a.drop_attrs(), b.compute().drop_attrs())
     sa, fa = step(a, f, p, fluxes=True)
     xr.testing.assert_allclose(sa, sb.compute(), rtol=1e-12)

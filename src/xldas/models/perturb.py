@@ -225,18 +225,17 @@ def _spacing(obj, length_scale_km: float) -> float:
 
 
 def _grid_coords(obj):
+    """Spatial dims and their 1-D coordinates as plain variables (not indexes: xarray
+    never chunks an index, and the fields generated from them must follow the chunks of
+    the state, see :func:`_match_chunks`)."""
     ydim, xdim = spatial_dims(obj)
-    yc = (
-        obj[ydim]
-        if ydim in obj.coords
-        else xr.DataArray(np.arange(obj.sizes[ydim], dtype=float), dims=ydim)
-    )
-    xc = (
-        obj[xdim]
-        if xdim in obj.coords
-        else xr.DataArray(np.arange(obj.sizes[xdim], dtype=float), dims=xdim)
-    )
-    return ydim, xdim, yc.reset_coords(drop=True), xc.reset_coords(drop=True)
+
+    def plain(dim):
+        if dim in obj.coords:
+            return xr.DataArray(np.asarray(obj[dim].values), dims=dim)
+        return xr.DataArray(np.arange(obj.sizes[dim], dtype=float), dims=dim)
+
+    return ydim, xdim, plain(ydim), plain(xdim)
 
 
 def _match_chunks(coord: xr.DataArray, like) -> xr.DataArray:
