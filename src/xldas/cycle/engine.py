@@ -741,6 +741,37 @@ class Engine:
             out = out.drop_vars("time")
         return out.assign_coords(time=pd.Timestamp(t1).to_datetime64()), fluxes
 
+    def _local_analysis(self) -> bool:
+        """Whether the filter analyses each chunk with its neighbours' observations
+        (LETKF, localised EnKF)."""
+        return self.filter is not None and getattr(self.filter, "loc_radius", None) is not None
+
+    @property
+    def scratch(self) -> Path:
+        """Folder beside the output store for a cycle's forecast (two-pass cycles)."""
+        store = Path(self.exp.output.store)
+        return store.with_name(f".{store.name}.scratch")
+
+    def _through_scratch(self, forecast: xr.Dataset) -> xr.Dataset:
+        """Compute the forecast chunk by chunk into a scratch Zarr store; return it
+        reopened lazily from there (two-pass cycle of the local analyses).
+
+        A local analysis needs its neighbours' predicted observations. Computed in the
+        same graph as the forecast, the analysis of a chunk waits for the forecasts of
+        its neighbours, and the scheduler keeps the ensembles of many chunks alive at
+        once. Written first (each chunk's model step is independent of the others), the
+        forecast is read back by the analysis chunk by chunk. Same numbers: the scratch
+        store keeps the forecast's dtype and values.
+        """
+        path = self.scratch / "forecast.zarr"
+        ds = forecast.copy()
+        for v in ds.variables:
+            ds[v].encoding = {}
+        ds.to_zarr(path, mode="w", consolidated=False, zarr_format=3)
+        back = xr.open_zarr(path, consolidated=False, zarr_format=3, chunks={})
+        back = back.chunk({d: c for d, c in forecast.chunks.items() if d in back.dims})
+        return back.assign_attrs(forecast.attrs)
+
     def qc(
         self, obs: xr.Dataset, fc_mean: xr.Dataset, cfg: ObservationConfig
     ) -> tuple[xr.Dataset, dict]:
@@ -774,6 +805,8 @@ class Engine:
         forecast, fluxes = self.forecast(ens, cycle, t0, t1)
         if self.sources.eager:
             forecast = forecast.persist()
+        elif self._local_analysis():
+            forecast = self._through_scratch(forecast)
         _fault("forecast", cycle)
         fc_mean, _ = ensemble_stats(forecast)
         analysis = forecast
@@ -957,6 +990,10 @@ class Engine:
                     bar.update(1)
             finally:
                 bar.close()
+                if self._local_analysis() and not self.sources.eager:
+                    import shutil
+
+                    shutil.rmtree(self.scratch, ignore_errors=True)
         report.wall_time = _time.perf_counter() - t_start
         return report
 
