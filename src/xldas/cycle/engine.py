@@ -25,10 +25,14 @@ fixes glibc's malloc thresholds (freed chunks are given back) and, for cycles wh
 do not need their neighbours (every filter but the LETKF), evaluates the sinks in batches
 of neighbouring chunks, so that the domain-wide diagnostics (observation counts,
 innovation statistics) do not make Dask's ordering keep the intermediates of every chunk
-alive: the peak resident memory is nearly flat in the domain size for them. The LETKF's
-chunks need their neighbours' blocks (halos), and with one compute per cycle Dask's
-ordering keeps those of about a row of chunks: +14 to +24 % for 4× the cells at 8 members
-(``tests/test_scale.py``), +69 % at 32 members (``benchmarks/results/pan_tp.md``).
+alive: the peak resident memory is nearly flat in the domain size for them. The local
+analyses (LETKF, localised EnKF) need their neighbours' predicted observations (halos of
+the observation side only): their cycle has two passes, the forecast first computed chunk
+by chunk into a scratch Zarr store beside the output store (removed at the end of the
+run), then the analysis from it, so that the forecasts of many chunks are not held while
+the analyses wait for their neighbours. Pan-TP at 32 members: peak RSS +27 % for 4× the
+cells (``benchmarks/results/pan_tp.md``); +14 to +24 % at 8 members
+(``tests/test_scale.py``).
 
 **Precision.** The carried state is float32: ``sm``, ``tsoil``, ``swe``, ``canopy_water``
 and the AR(1) forcing-perturbation states ``pert_*`` (standard normals) are stored and
