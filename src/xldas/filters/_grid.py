@@ -31,7 +31,13 @@ import math
 import numpy as np
 
 from xldas._numba import gufunc, njit
-from xldas.filters._kernels import _distance, _gc, _transform_column, _update_column
+from xldas.filters._kernels import (
+    _distance,
+    _etkf_from_normal,
+    _gc,
+    _transform_column,
+    _update_column,
+)
 
 __all__ = ["lenkf_grid", "letkf_grid"]
 
@@ -107,26 +113,6 @@ def _anomalies(HE, infl):
                 for i in range(N):
                     Yt[p, q, k, i] = infl * (HE[p, q, i, k] - hb)
     return Yt
-
-
-@njit
-def _etkf_from_normal(A, Cd, T):
-    """``T = W + wbar 1^T`` from ``A = (N-1) I + Y^T R^-1 Y`` and ``Cd = Y^T R^-1 d``:
-    ``W = sqrt(N-1) A^-1/2`` (symmetric square root), ``wbar = A^-1 Cd``."""
-    N = A.shape[0]
-    lam, V = np.linalg.eigh(A)
-    Vs = np.empty((N, N))
-    Vp = np.empty((N, N))
-    for a in range(N):
-        for e in range(N):
-            Vs[a, e] = V[a, e] * math.sqrt((N - 1.0) / lam[e])
-            Vp[a, e] = V[a, e] / lam[e]
-    Vt = np.ascontiguousarray(V.T)
-    W = np.dot(Vs, Vt)
-    wbar = np.dot(Vp, np.dot(Vt, Cd))
-    for a in range(N):
-        for b in range(N):
-            T[a, b] = W[a, b] + wbar[a]
 
 
 @gufunc(

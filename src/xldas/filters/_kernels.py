@@ -379,6 +379,14 @@ def _etkf_transform(Y, d, r, T):
             A[a, b] += s
             if b != a:
                 A[b, a] += s
+    _etkf_from_normal(A, Cd, T)
+
+
+@njit
+def _etkf_from_normal(A, Cd, T):
+    """``T = W + wbar 1^T`` from ``A = (N-1) I + Y^T R^-1 Y`` and ``Cd = Y^T R^-1 d``:
+    ``W = sqrt(N-1) A^-1/2`` (symmetric square root), ``wbar = A^-1 Cd``."""
+    N = A.shape[0]
     lam, V = np.linalg.eigh(A)
     Vs = np.empty((N, N))
     Vp = np.empty((N, N))
@@ -388,10 +396,10 @@ def _etkf_transform(Y, d, r, T):
             Vp[a, e] = V[a, e] / lam[e]
     Vt = np.ascontiguousarray(V.T)
     W = np.dot(Vs, Vt)
-    wbar = np.dot(np.dot(Vp, Vt), Cd)
+    wbar = np.dot(Vp, np.dot(Vt, Cd))
     for a in range(N):
-        for c in range(N):
-            T[a, c] = W[a, c] + wbar[a]
+        for b in range(N):
+            T[a, b] = W[a, b] + wbar[a]
 
 
 @gufunc(
