@@ -251,6 +251,19 @@ def enkf_general(E, HE, d, rinv, eps, infl, rtpp, rtps, out):
 @njit
 def _transform_column(E, out, j, T, infl, rtpp, rtps):
     """Square-root filters: x_ij^a = x̄_j + sum_a infl (x_aj - x̄_j) T_ai, then relaxation."""
+    _column_update(E, out, j, T, infl, rtpp, rtps, False)
+
+
+@njit
+def _update_column(E, out, j, W, infl, rtpp, rtps):
+    """x_ij^a = x̄_j + infl (x_ij - x̄_j) + sum_a infl (x_aj - x̄_j) W_ai, then relaxation."""
+    _column_update(E, out, j, W, infl, rtpp, rtps, True)
+
+
+@njit
+def _column_update(E, out, j, W, infl, rtpp, rtps, own):
+    """Column ``j`` of the analysis from the weights ``W`` on the inflated anomalies,
+    plus the member's own anomaly when ``own`` (``W`` is then ``T - I``)."""
     N = E.shape[0]
     mj = 0.0
     for i in range(N):
@@ -258,22 +271,8 @@ def _transform_column(E, out, j, T, infl, rtpp, rtps):
     mj /= N
     for i in range(N):
         acc = mj
-        for a in range(N):
-            acc += infl * (E[a, j] - mj) * T[a, i]
-        out[i, j] = acc
-    _relax_col(E, out, j, rtpp, rtps)
-
-
-@njit
-def _update_column(E, out, j, W, infl, rtpp, rtps):
-    """x_ij^a = x̄_j + infl (x_ij - x̄_j) + sum_a infl (x_aj - x̄_j) W_ai, then relaxation."""
-    N = E.shape[0]
-    mj = 0.0
-    for i in range(N):
-        mj += E[i, j]
-    mj /= N
-    for i in range(N):
-        acc = mj + infl * (E[i, j] - mj)
+        if own:
+            acc += infl * (E[i, j] - mj)
         for a in range(N):
             acc += infl * (E[a, j] - mj) * W[a, i]
         out[i, j] = acc
