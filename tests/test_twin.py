@@ -202,3 +202,42 @@ def test_streamed_local_analysis_equals_eager(twin, tmp_path):
     got = open_output(exp.output.store, "analysis").load()
     xr.testing.assert_allclose(got, twin["analyses"]["letkf"], rtol=1e-5, atol=1e-6)
     assert not Engine(exp).scratch.exists()  # the scratch forecast is removed
+
+
+def test_streamed_local_analysis_with_several_times_per_cycle(twin, tmp_path):
+    """Cycles of 3 days hold several observation times: the first local analysis of a
+    cycle reads the forecast, its predicted observations and the observations from the
+    scratch store (pass 1), and each later one first writes the analysis so far and its
+    predicted observations there (one more pass). Same analyses as the in-memory run."""
+    import copy
+
+    import pandas as pd
+    import xarray as xr
+
+    from xldas.cycle.config import Experiment
+    from xldas.cycle.engine import Engine, run
+    from xldas.cycle.store import open_output
+
+    raw = twin["exps"]["letkf"].canonical()
+    raw["period"]["cycle"] = "3D"
+    got = {}
+    for label, chunks in (("eager", None), ("chunked", {"lat": 4, "lon": 3})):
+        r = copy.deepcopy(raw)
+        r["output"]["store"] = str(tmp_path / label)
+        r["output"].pop("chunks", None)
+        if chunks:
+            r["output"]["chunks"] = chunks
+        exp = Experiment.from_dict(r)
+        eng = Engine(exp)
+        assert eng.sources.eager == (chunks is None)
+        run(exp, quiet=True)
+        got[label] = open_output(exp.output.store, "analysis").load()
+    times = [pd.Timestamp(raw["period"]["start"]), *pd.DatetimeIndex(got["eager"].time.values)]
+    per_cycle = [
+        0 if (w := eng.obs[0].window(t0, t1)[0]) is None else w.sizes["time"]
+        for t0, t1 in zip(times[:-1], times[1:])
+    ]
+    assert max(per_cycle) >= 2, per_cycle  # later analyses of a cycle did run
+    assert got["eager"].sizes["time"] >= 3
+    xr.testing.assert_allclose(got["chunked"], got["eager"], rtol=1e-5, atol=1e-6)
+    assert not eng.scratch.exists()

@@ -26,12 +26,16 @@ do not need their neighbours (every filter but the LETKF), evaluates the sinks i
 of neighbouring chunks, so that the domain-wide diagnostics (observation counts,
 innovation statistics) do not make Dask's ordering keep the intermediates of every chunk
 alive: the peak resident memory is nearly flat in the domain size for them. The local
-analyses (LETKF, localised EnKF) need their neighbours' predicted observations (halos of
-the observation side only): their cycle has two passes, the forecast first computed chunk
-by chunk into a scratch Zarr store beside the output store (removed at the end of the
-run), then the analysis from it, so that the forecasts of many chunks are not held while
-the analyses wait for their neighbours. Pan-TP at 32 members: peak RSS +27 % for 4× the
-cells (``benchmarks/results/pan_tp.md``); +14 to +24 % at 8 members
+analyses (LETKF, localised EnKF) need their neighbours' observation side (halos of the
+predicted observations, observations and errors; not of the state): their cycle has two
+passes. Pass 1 computes, chunk by chunk and in batches, the forecast, its predicted
+observations and the observations (before and after QC) into a scratch Zarr store beside
+the output store (removed at the end of the run); pass 2, the analysis and the commit,
+reads them back, so that a chunk's halos are cheap reads of the scratch store and the
+commit runs in batches too. A later local analysis in the same cycle (several
+observation times or sources) first writes the analysis so far and its predicted
+observations there. Pan-TP at 32 members (``benchmarks/results/pan_tp.md``): peak RSS
+0.95 -> 1.13 GB from 32 to 128 chunks; +14 to +24 % at 8 members for 8 -> 32 chunks
 (``tests/test_scale.py``).
 
 **Precision.** The carried state is float32: ``sm``, ``tsoil``, ``swe``, ``canopy_water``
@@ -354,7 +358,11 @@ class Sources:
         f = self.forcing.sel(time=slice(t0 + pd.Timedelta(1, "s"), t1))
         if f.sizes["time"] == 0:
             raise ForcingError(f"no forcing in the window ({t0}, {t1}]")
-        return f.load() if self.eager else f
+        if self.eager:
+            return f.load()
+        # the model step and the forcing perturbation loop over time inside a chunk: the
+        # window in one time chunk (a cycle may span several chunks of the forcing store)
+        return f.chunk(time=-1) if f.chunks and len(f.chunks.get("time", ())) > 1 else f
 
     @property
     def dt(self):
@@ -756,25 +764,46 @@ class Engine:
         store = Path(self.exp.output.store)
         return store.with_name(f".{store.name}.scratch")
 
-    def _through_scratch(self, forecast: xr.Dataset) -> xr.Dataset:
-        """Compute the forecast chunk by chunk into a scratch Zarr store; return it
-        reopened lazily from there (two-pass cycle of the local analyses).
+    def _through_scratch(self, stage: str, **datasets: xr.Dataset | None) -> dict:
+        """Compute ``datasets`` chunk by chunk into the scratch folder ``stage`` (one graph;
+        the same stage of the previous cycle is overwritten: that cycle is committed);
+        return them reopened lazily from there, with their chunks (two-pass cycle of the
+        local analyses).
 
-        A local analysis needs its neighbours' predicted observations. Computed in the
-        same graph as the forecast, the analysis of a chunk waits for the forecasts of
-        its neighbours, and the scheduler keeps the ensembles of many chunks alive at
-        once. Written first (each chunk's model step is independent of the others), the
-        forecast is read back by the analysis chunk by chunk. Same numbers: the scratch
-        store keeps the forecast's dtype and values.
+        A local analysis needs its neighbours' observation side (predicted observations,
+        observations and their errors). Computed in the same graph as the forecast, the
+        analysis of a chunk waits for the forecasts of its neighbours: the scheduler keeps
+        the ensembles of many chunks alive at once, and the commit cannot evaluate the
+        chunks in batches. Written first (the model step, the observation operator and the
+        QC of a chunk need no other chunk), they are read back by the analysis, whose
+        halos are then cheap reads of the scratch store. Same numbers: the store keeps
+        every variable's dtype, values and attributes. ``None`` entries are passed through.
         """
-        path = self.scratch / "forecast.zarr"
-        ds = forecast.copy()
-        for v in ds.variables:
-            ds[v].encoding = {}
-        ds.to_zarr(path, mode="w", consolidated=False, zarr_format=3)
-        back = xr.open_zarr(path, consolidated=False, zarr_format=3, chunks={})
-        back = back.chunk({d: c for d, c in forecast.chunks.items() if d in back.dims})
-        return back.assign_attrs(forecast.attrs)
+        from xldas.cycle.store import write_streamed
+
+        root = self.scratch / stage
+        paths = {name: root / f"{name}.zarr" for name, ds in datasets.items() if ds is not None}
+        write_streamed({paths[name]: datasets[name] for name in paths})
+        out: dict = {}
+        for name, ds in datasets.items():
+            if ds is None:
+                out[name] = None
+                continue
+            back = xr.open_zarr(
+                paths[name], group="data", consolidated=False, zarr_format=3, chunks={}
+            )
+            chunks = {d: c for d, c in (ds.chunks or {}).items() if d in back.dims}
+            out[name] = (back.chunk(chunks) if chunks else back).assign_attrs(ds.attrs)
+        return out
+
+    def _regular_chunks(self, obs: xr.Dataset, like: xr.Dataset) -> xr.Dataset:
+        """``obs`` chunked like the ensemble ``like`` on their shared dims (one chunk per
+        other dim): the uniform chunks a Zarr write needs, aligned with the state's."""
+        chunks = {d: -1 for d in obs.dims}
+        for d, c in (like.chunks or {}).items():
+            if d in obs.dims and obs.sizes[d] == like.sizes[d]:
+                chunks[d] = c
+        return obs.chunk(chunks)
 
     def qc(
         self, obs: xr.Dataset, fc_mean: xr.Dataset, cfg: ObservationConfig
@@ -809,17 +838,40 @@ class Engine:
         forecast, fluxes = self.forecast(ens, cycle, t0, t1)
         if self.sources.eager:
             forecast = forecast.persist()
-        elif self._local_analysis():
-            forecast = self._through_scratch(forecast)
-        _fault("forecast", cycle)
+        staged = not self.sources.eager and self._local_analysis()
         fc_mean, _ = ensemble_stats(forecast)
+        windows = []  # (source, QC'd observations or None, observations before QC, status)
+        for src in self.obs:
+            obs, status = src.window(t0, t1)
+            qcd = None if obs is None else self.qc(obs, fc_mean, src.cfg)[0]
+            windows.append((src, qcd, obs, status))
+        first = next((i for i, w in enumerate(windows) if w[1] is not None), None)
+        pred0 = None
+        if staged:
+            # pass 1: the forecast, its predicted observations for the first analysis and
+            # the observations (before and after QC) into the scratch store, in one graph
+            if first is not None and self.filter is not None:
+                pred0 = _as_dataset(forecast.ldas.observe(windows[first][0].operator, params))
+            extra = {}
+            for i, (_, qcd, obs, _) in enumerate(windows):
+                if qcd is not None:
+                    extra[f"obs{i}"] = self._regular_chunks(qcd, forecast)
+                    extra[f"raw{i}"] = self._regular_chunks(obs, forecast)
+            back = self._through_scratch("pass1", forecast=forecast, pred=pred0, **extra)
+            forecast, pred0 = back["forecast"], back["pred"]
+            windows = [
+                (src, back.get(f"obs{i}", qcd), back.get(f"raw{i}", obs), status)
+                for i, (src, qcd, obs, status) in enumerate(windows)
+            ]
+            fc_mean, _ = ensemble_stats(forecast)
+        _fault("forecast", cycle)
         analysis = forecast
         diag: dict[str, xr.DataArray] = {}
         status_all = {}
         n_used_total = 0
         innov_sq, innov_n = [], []
-        for isrc, src in enumerate(self.obs):
-            obs, status = src.window(t0, t1)
+        stage = 0
+        for isrc, (src, obs, raw, status) in enumerate(windows):
             name = src.cfg.name
             status_all[name] = status
             diag[f"{name}_files_skipped"] = xr.DataArray(status["skipped_files"]).assign_attrs(
@@ -829,20 +881,28 @@ class Engine:
                 diag[f"{name}_n_used"] = xr.DataArray(0).assign_attrs(units="1")
                 diag[f"{name}_n_qc_rejected"] = xr.DataArray(0).assign_attrs(units="1")
                 continue
-            obs, rejected = self.qc(obs, fc_mean, src.cfg)
             values = [v for v in obs.data_vars if not v.endswith("_err")]
             used = sum(obs[v].notnull().sum() for v in values)
+            rejected = sum((raw[v].notnull() & obs[v].isnull()).sum() for v in values)
             diag[f"{name}_n_used"] = xr.DataArray(used).assign_attrs(
                 long_name=f"{name}: observations passed to the analysis", units="1"
             )
-            diag[f"{name}_n_qc_rejected"] = xr.DataArray(sum(rejected.values())).assign_attrs(
+            diag[f"{name}_n_qc_rejected"] = xr.DataArray(rejected).assign_attrs(
                 long_name=f"{name}: observations rejected by range/frozen-soil/snow QC", units="1"
             )
             for it in range(obs.sizes["time"]):
                 y = obs.isel(time=it, drop=True)
                 # innovation of the first update against the forecast mean prediction
-                pred = analysis.ldas.observe(src.operator, params)
-                pred = pred.to_dataset() if isinstance(pred, xr.DataArray) else pred
+                if pred0 is not None and analysis is forecast:
+                    pred = pred0
+                else:
+                    pred = _as_dataset(analysis.ldas.observe(src.operator, params))
+                    if staged and self.filter is not None:
+                        # a later local analysis: the analysis so far and its predicted
+                        # observations into the scratch store first (as in pass 1)
+                        stage += 1
+                        back = self._through_scratch(f"stage{stage}", ens=analysis, pred=pred)
+                        analysis, pred = back["ens"], back["pred"]
                 pm, _ = ensemble_stats(
                     pred.assign(weight=analysis["weight"]) if "weight" in analysis else pred
                 )
@@ -861,8 +921,9 @@ class Engine:
                     # counter-based random numbers keyed by (seed, cycle, sub-analysis)
                     seed = _seed(self.exp.ensemble.seed, 0, _PURPOSE["analysis"])
                     key = 1024 * cycle + 32 * isrc + it
+                    operator = _Predicted(src.operator, analysis, pred) if staged else src.operator
                     analysis, fdiag = _assimilate(
-                        analysis, y, src.operator, params, self.filter, seed, key
+                        analysis, y, operator, params, self.filter, seed, key
                     )
                     if it == 0:
                         for k, val in fdiag.data_vars.items():
@@ -1088,6 +1149,27 @@ def _no_client() -> bool:
     except (ImportError, ValueError):
         return True
     return False
+
+
+def _as_dataset(pred) -> xr.Dataset:
+    return pred.to_dataset() if isinstance(pred, xr.DataArray) else pred
+
+
+class _Predicted:
+    """An observation operator whose predictions of one ensemble are already known (read
+    back from the scratch store); any other ensemble goes to the operator itself."""
+
+    def __init__(self, operator, ens: xr.Dataset, pred: xr.Dataset):
+        self.operator, self.ens, self.pred = operator, ens, pred
+        self.variables = operator.variables
+
+    def __call__(self, ens, params=None):
+        if ens is self.ens:
+            return self.pred
+        return self.operator(ens, params)
+
+    def __repr__(self) -> str:
+        return repr(self.operator)
 
 
 def _assimilate(ens, obs, operator, params, filt, seed: int, key: int):
