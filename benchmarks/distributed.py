@@ -21,7 +21,8 @@ cells, 16 members, chunks of 100 × 100 cells):
 
 Every timing is the best of ``--repeat`` runs; the load average is printed with each
 (the machine may be shared). Run: ``python benchmarks/distributed.py [--resolution 0.05]
-[--members 16] [--chunk 100] [--out benchmarks/results/pan_tp_distributed.md]``.
+[--members 16] [--chunk 100] [--skip-components | --skip-engine]
+[--out benchmarks/results/pan_tp_distributed.md]``.
 """
 
 from __future__ import annotations
@@ -206,6 +207,7 @@ def main(argv=None) -> None:
     )
     p.add_argument("--scratch", default=None)
     p.add_argument("--skip-components", action="store_true")
+    p.add_argument("--skip-engine", action="store_true", help="no engine or Slurm runs")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     from distributed import Client
@@ -256,6 +258,9 @@ def main(argv=None) -> None:
         ]
         print("\n".join(lines), flush=True)
 
+    if args.skip_engine:
+        _finish(lines, args.out)
+        return
     # the engine cycle: LocalCluster(2) at two sizes (linear task graphs)
     lines += [
         "## The cycle through the engine (2 cycles of 12 h, icechunk store)",
@@ -291,12 +296,16 @@ def main(argv=None) -> None:
         )
         ratio = r["wall_s"] / local[args.resolution]["wall_s"]
         lines += ["", f"Slurm (2 jobs) / LocalCluster (2 processes) wall-time ratio: {ratio:.2f}."]
+    _finish(lines, args.out)
+    _ = (np, pd)
+
+
+def _finish(lines, out) -> None:
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    _ = (np, pd)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
 
 
 if __name__ == "__main__":
