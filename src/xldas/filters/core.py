@@ -384,8 +384,7 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
         if rinv.chunks
         else dsa.from_array(rinv.values, (*chunks2, -1))
     )
-    ycd = dsa.from_array(yc.values, chunks=chunks2)
-    xcd = dsa.from_array(xc.values, chunks=chunks2)
+    ycd, xcd = _coordinate_blocks(yc.values, chunks2), _coordinate_blocks(xc.values, chunks2)
     N, m = HE.sizes["member"], HE.sizes["obs"]
     parts = [(H4, "ijkm"), (d3, "ijm"), (r3, "ijm")]
     if eps is not None:
@@ -422,6 +421,24 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
     )
     data = data.rechunk(E.data.chunks)
     return E.copy(data=data)
+
+
+def _coordinate_blocks(c2: np.ndarray, chunks2):
+    """A 2-D coordinate (a broadcast view) as a dask array of ``chunks2`` blocks.
+
+    A coordinate that varies along one axis only (lat/lon or y/x grids) is broadcast block
+    by block from its 1-D values: the graph carries a few kB instead of the 2-D field
+    (at 2000 × 4000 cells, 64 MB per coordinate shipped to every worker with the graph).
+    """
+    import dask.array as dsa
+
+    if c2.ndim == 2 and c2.strides[1] == 0:
+        col = dsa.from_array(np.ascontiguousarray(c2[:, 0]), chunks=(chunks2[0],))
+        return dsa.broadcast_to(col[:, None], c2.shape, chunks=chunks2)
+    if c2.ndim == 2 and c2.strides[0] == 0:
+        row = dsa.from_array(np.ascontiguousarray(c2[0, :]), chunks=(chunks2[1],))
+        return dsa.broadcast_to(row[None, :], c2.shape, chunks=chunks2)
+    return dsa.from_array(c2, chunks=chunks2)
 
 
 def _pack_obs_side(*arrays):
