@@ -828,7 +828,7 @@ class Engine:
             out[v] = obs[v].where(keep)
             if f"{v}_err" in out:
                 out[f"{v}_err"] = obs[f"{v}_err"].where(keep)
-            counts[v] = (ok & ~keep).sum()
+            counts[v] = _qc_rejected(obs, out, v)
         return out, counts
 
     # -- one cycle -------------------------------------------------------------
@@ -883,7 +883,7 @@ class Engine:
                 continue
             values = [v for v in obs.data_vars if not v.endswith("_err")]
             used = sum(obs[v].notnull().sum() for v in values)
-            rejected = sum((raw[v].notnull() & obs[v].isnull()).sum() for v in values)
+            rejected = sum(_qc_rejected(raw, obs, v) for v in values)
             diag[f"{name}_n_used"] = xr.DataArray(used).assign_attrs(
                 long_name=f"{name}: observations passed to the analysis", units="1"
             )
@@ -1149,6 +1149,11 @@ def _no_client() -> bool:
     except (ImportError, ValueError):
         return True
     return False
+
+
+def _qc_rejected(raw: xr.Dataset, qcd: xr.Dataset, v: str) -> xr.DataArray:
+    """Number of observations of ``v`` that QC removed (present in ``raw``, NaN after)."""
+    return (raw[v].notnull() & qcd[v].isnull()).sum()
 
 
 def _as_dataset(pred) -> xr.Dataset:
