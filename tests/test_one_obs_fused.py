@@ -49,6 +49,12 @@ def test_single_pass_equals_two_kernels_and_references(mode):
     bufs = [np.full_like(sm, 7.0), np.full_like(swe, 7.0)]  # analyses into given arrays
     outs.append(K.one_obs_update(HE, y, R, pix, [sm, swe], lo, hi, *args, out=bufs))
     assert all(np.shares_memory(o, b) for o, b in zip(outs[-1], bufs, strict=True))
+    # in place: the analysis overwrites the forecast it reads (predicted observations
+    # included: a view of the state's first level), one variable in place, one new
+    own = [sm.copy(), swe.copy()]
+    outs.append(K.one_obs_update(own[0][:, 0], y, R, pix, own, lo, hi, *args, out=[own[0], None]))
+    assert np.shares_memory(outs[-1][0], own[0]) and not np.shares_memory(outs[-1][1], own[1])
+    np.testing.assert_array_equal(own[1], swe)  # the variable not given as out is untouched
     u, v, a, *_ = K.one_obs_weights(HE, y, R, pix, *args)
     two = [
         K.apply_weights(
@@ -167,6 +173,38 @@ def test_assimilate_single_pass_equals_diagnostics_path_and_is_lazy(method, monk
         lazy = assimilate(ens.chunk(lat=4, lon=32), obs, op, params, method=method, seed=5, cycle=2)
     assert lazy.sm.chunks == ens.chunk(lat=4, lon=32).sm.chunks
     xr.testing.assert_identical(_nohist(lazy.compute()), _nohist(fast))
+
+
+@pytest.mark.parametrize("method", [EnKF(inflation=1.05), ETKF(gross_error=3.0)])
+def test_assimilate_overwrite_ensemble_writes_the_analysis_in_place(method):
+    """``overwrite_ensemble=True``: bitwise the analysis of the default path, in the
+    memory of the forecast (NumPy); dask ensembles and the diagnostics path are left
+    untouched."""
+    ens, obs, op, params = _dataset(seed=3)
+    ref = assimilate(ens, obs, op, params, method=method, seed=5, cycle=2)
+    work = ens.copy(deep=True)
+    mem = {v: work[v].values for v in work.data_vars}
+    out = assimilate(work, obs, op, params, method=method, seed=5, cycle=2, overwrite_ensemble=True)
+    xr.testing.assert_identical(_nohist(out), _nohist(ref))
+    for v in ens.data_vars:
+        assert np.shares_memory(out[v].values, mem[v])
+        np.testing.assert_array_equal(work[v].values, ref[v].values)  # the forecast is gone
+    for lazy in (True, False):
+        kept = ens.chunk(lat=4, lon=32) if lazy else ens.copy(deep=True)
+        res = assimilate(
+            kept,
+            obs,
+            op,
+            params,
+            method=method,
+            seed=5,
+            cycle=2,
+            overwrite_ensemble=True,
+            return_diagnostics=not lazy,  # the two-kernel path: new arrays
+        )
+        res = res[0] if isinstance(res, tuple) else res
+        xr.testing.assert_identical(_nohist(res.compute()), _nohist(ref))
+        xr.testing.assert_identical(kept.compute(), ens)
 
 
 def test_assimilate_float32_and_relaxation_use_the_two_kernel_path(monkeypatch):

@@ -601,6 +601,7 @@ def assimilate(
     cycle: int = 0,
     bounds: Mapping | None = None,
     return_diagnostics: bool = False,
+    overwrite_ensemble: bool = False,
     **filter_kwargs,
 ):
     """Assimilate ``obs`` into the ensemble ``ens`` with one filter analysis, lazily.
@@ -627,6 +628,15 @@ def assimilate(
         (domain statistics per obs variable), ``innovation_expected_std``
         (sqrt(HPHᵀ + R)), ``n_used``/``n_rejected`` per pixel, ``ess`` (PF),
         ``spread_prior_<var>``/``spread_posterior_<var>`` and ``bound_adjustment_<var>``.
+    overwrite_ensemble : allow the analysis to be written into the memory of the
+        forecast ensemble, as PDAF or DART do with their state arrays: half the memory,
+        and no new pages for the operating system to clear, which saves as much time as
+        a copy of the ensemble. The forecast in ``ens`` is then lost (its variables hold
+        the analysis). Like SciPy's ``overwrite_a``, a permission, not a promise: it
+        applies to in-memory (NumPy) float64 ensembles, members first in memory, on the
+        single-pass path (EnKF or ETKF with one observation per pixel, no diagnostics,
+        relaxation or localisation); dask or CuPy ensembles and the other paths write
+        new arrays, and ``ens`` is left unchanged.
 
     Returns
     -------
@@ -685,7 +695,17 @@ def assimilate(
         and array_backend(ens) == "numpy"
     ):
         fused = _one_obs_update(
-            ens, obs, operator, params, filt, names, seed, cycle, bounds, return_diagnostics
+            ens,
+            obs,
+            operator,
+            params,
+            filt,
+            names,
+            seed,
+            cycle,
+            bounds,
+            return_diagnostics,
+            overwrite=bool(overwrite_ensemble),
         )
         if fused is not None:
             return _finish(ens, filt, seed, cycle, *fused, return_diagnostics)
@@ -839,7 +859,9 @@ def assimilate(
 
 
 # ------------------------------------------------ fused one-observation path
-def _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds, diagnostics=True):
+def _one_obs_update(
+    ens, obs, operator, params, filt, names, seed, cycle, bounds, diagnostics=True, overwrite=False
+):
     """EnKF/ETKF analysis with one observation per pixel, without a stacked state.
 
     Without diagnostics and relaxation (and with float64 state variables): one kernel,
@@ -850,7 +872,8 @@ def _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds
     predicted observations (screening, random numbers and diagnostics in one pass),
     then :func:`~xldas.filters._kernels.apply_weights` once per state variable in its
     own layout (update, relaxation, bounds, bound accounting and spreads in one pass).
-    Both give the same analysis. Returns ``(analysis, diagnostics)`` (a dict of
+    Both give the same analysis. ``overwrite``: the single pass may write the analysis
+    into the ensemble's own NumPy arrays (see :func:`assimilate`). Returns ``(analysis, diagnostics)`` (a dict of
     DataArrays and a function that builds the diagnostics' variables, so that nothing
     is reduced when they are not asked for; None for the single pass), or None when
     the observations are not one value per pixel (general path).
@@ -873,7 +896,9 @@ def _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds
         else K.MODE_ENKF_UNCENTRED
     )
     if not diagnostics and filt.rtpp == 0.0 and filt.rtps == 0.0:
-        single = _one_obs_single_pass(ens, HE, y, R, params, filt, names, seed, cycle, bounds, mode)
+        single = _one_obs_single_pass(
+            ens, HE, y, R, params, filt, names, seed, cycle, bounds, mode, overwrite
+        )
         if single is not None:
             return single, None
     u, v, a, innov, expected, used, rejected = apply_kernel(
@@ -964,7 +989,9 @@ def _one_obs_update(ens, obs, operator, params, filt, names, seed, cycle, bounds
     return analysis, diagnostics
 
 
-def _one_obs_single_pass(ens, HE, y, R, params, filt, names, seed, cycle, bounds, mode):
+def _one_obs_single_pass(
+    ens, HE, y, R, params, filt, names, seed, cycle, bounds, mode, overwrite=False
+):
     """The analysis of :func:`_one_obs_update` by one kernel call per block, or None.
 
     One :func:`apply_kernel` call for all state variables: inputs the predicted
@@ -972,7 +999,9 @@ def _one_obs_single_pass(ens, HE, y, R, params, filt, names, seed, cycle, bounds
     dims ``member`` and its level dim, e.g. ``layer``) and its bounds where they are
     arrays; outputs the analyses. Blocks see each variable as (member, level, pixels)
     in place (no stacked copy). None (two-kernel path) for a non-float64 variable or
-    a bound with a dim the variable lacks.
+    a bound with a dim the variable lacks. ``overwrite`` (NumPy ensembles only): each
+    variable whose block is members-first and writeable in memory receives its own
+    analysis (the kernel reads every value of a tile of pixels before it writes them).
     """
     sdims = spatial_dims(ens)
     args = [HE, y, R, _pixel_index(ens)]
@@ -1016,6 +1045,7 @@ def _one_obs_single_pass(ens, HE, y, R, params, filt, names, seed, cycle, bounds
             seed=int(seed),
             cycle=int(cycle),
             purpose=_PURPOSE["enkf"],
+            overwrite=bool(overwrite) and not any(ens[v].chunks for v in names),
         ),
         *args,
         input_core_dims=in_dims,
@@ -1035,8 +1065,14 @@ def _one_obs_single_pass(ens, HE, y, R, params, filt, names, seed, cycle, bounds
     return analysis
 
 
-def _single_pass_block(HE, y, R, pix, *rest, spec, mode, infl, gross, seed, cycle, purpose):
-    """Block of :func:`K.one_obs_update`: loop (spatial) dims first, core dims last."""
+def _single_pass_block(
+    HE, y, R, pix, *rest, spec, mode, infl, gross, seed, cycle, purpose, overwrite=False
+):
+    """Block of :func:`K.one_obs_update`: loop (spatial) dims first, core dims last.
+
+    ``overwrite``: a variable whose (N, L, X) view is C-contiguous and writeable gets
+    its analysis in that memory (the block's own input).
+    """
     shape = HE.shape[:-1]  # the block's pixels
     X = int(np.prod(shape))
     y, R, pix = (np.broadcast_to(x, shape).reshape(-1) for x in (y, R, pix))
@@ -1056,8 +1092,27 @@ def _single_pass_block(HE, y, R, pix, *rest, spec, mode, infl, gross, seed, cycl
             lev = arr.shape[-1] if b else 1
             arr = np.broadcast_to(arr, (*shape, lev) if b else shape)
             dst.append(np.moveaxis(arr, -1, 0).reshape(lev, X) if b else arr.reshape(1, X))
+    dest = None
+    if overwrite:
+        dest = [
+            e if e.flags.c_contiguous and e.flags.writeable and e.dtype == np.float64 else None
+            for e in E
+        ]
     out = K.one_obs_update(
-        np.moveaxis(HE, -1, 0), y, R, pix, E, lo, hi, infl, gross, seed, cycle, purpose, mode
+        np.moveaxis(HE, -1, 0),
+        y,
+        R,
+        pix,
+        E,
+        lo,
+        hi,
+        infl,
+        gross,
+        seed,
+        cycle,
+        purpose,
+        mode,
+        out=dest,
     )
     res = []
     for (n_extra, _), o in zip(spec, out, strict=True):
