@@ -122,7 +122,7 @@ def _error_std(obs: xr.Dataset, name: str) -> xr.DataArray:
             val = float(attrs["error_std"])
             if not (np.isfinite(val) and val > 0):
                 raise ObservationError(f"{name}: error_std must be > 0; got {attrs['error_std']!r}")
-            return xr.full_like(obs[name], val, dtype="f8")
+            return xr.DataArray(val)  # one number: broadcast later, as a view
     raise ObservationError(
         f"observation {name!r} has no error: give a '{err_name}' variable or an 'error_std' attribute"
     )
@@ -202,11 +202,11 @@ def _prepare_obs(obs, pred: xr.Dataset, names, ens):
             val = val * a + b
             err_units = err.attrs.get("units", src)
             err = err * abs(conversion(str(err_units), str(tgt))[0])
-        values[n] = val.astype("f8")
-        err = err.astype("f8")
+        values[n] = val.astype("f8", copy=False)
+        err = err.astype("f8", copy=False)
         # a non-positive error becomes a variance of 0, refused by the filter on compute
         var = xr.where(err.isnull(), np.nan, xr.where(err > 0, err**2, 0.0))
-        errors[n] = var.broadcast_like(val)
+        errors[n] = var.broadcast_like(val)  # (a view where the error is one number)
     return xr.Dataset(values), xr.Dataset(errors)
 
 
