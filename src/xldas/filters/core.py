@@ -375,7 +375,13 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
     import dask.array as dsa
     from dask.array.overlap import ensure_minimum_chunksize, overlap
 
-    chunks2 = tuple(ensure_minimum_chunksize(max(halo, 1), c) for c in E.chunks[:2])
+    # chunks of at least the halo; an axis no longer than the halo is one chunk (every
+    # pixel sees all the others along it), which needs no overlap
+    chunks2 = tuple(
+        (sum(c),) if sum(c) <= halo else ensure_minimum_chunksize(max(halo, 1), c)
+        for c in E.chunks[:2]
+    )
+    depth = {ax: halo if len(chunks2[ax]) > 1 else 0 for ax in (0, 1)}
     E4 = E.data.rechunk((*chunks2, -1, -1))
     H4 = HE.data.rechunk((*chunks2, -1, -1))
     d3 = d.data.rechunk((*chunks2, -1)) if d.chunks else dsa.from_array(d.values, (*chunks2, -1))
@@ -384,7 +390,7 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
         if rinv.chunks
         else dsa.from_array(rinv.values, (*chunks2, -1))
     )
-    ycd, xcd = _coordinate_blocks(yc.values, chunks2), _coordinate_blocks(xc.values, chunks2)
+    ycd, xcd = _coordinate_blocks(yc, chunks2), _coordinate_blocks(xc, chunks2)
     N, m = HE.sizes["member"], HE.sizes["obs"]
     parts = [(H4, "ijkm"), (d3, "ijm"), (r3, "ijm")]
     if eps is not None:
@@ -403,7 +409,7 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
         dtype="f8",
         meta=np.empty((0, 0, 0)),
     )
-    packed = overlap(packed, depth={0: halo, 1: halo, 2: 0}, boundary={0: "none", 1: "none"})
+    packed = overlap(packed, depth={**depth, 2: 0}, boundary={0: "none", 1: "none"})
     data = dsa.blockwise(
         partial(_unpack_and_run, kern=kern, N=N, m=m, eps=eps is not None),
         "ijkl",
@@ -423,14 +429,20 @@ def _letkf(E, HE, d, rinv, ens, filt, eps=None):
     return E.copy(data=data)
 
 
-def _coordinate_blocks(c2: np.ndarray, chunks2):
-    """A 2-D coordinate (a broadcast view) as a dask array of ``chunks2`` blocks.
+def _coordinate_blocks(coord: xr.DataArray, chunks2):
+    """A 2-D coordinate (``sy``, ``sx``) as a dask array of ``chunks2`` blocks.
 
     A coordinate that varies along one axis only (lat/lon or y/x grids) is broadcast block
     by block from its 1-D values: the graph carries a few kB instead of the 2-D field
     (at 2000 × 4000 cells, 64 MB per coordinate shipped to every worker with the graph).
+    A lazy 2-D coordinate (the lat/lon of a rotated-pole grid opened from Zarr) stays
+    lazy, read block by block by the workers; only an in-memory 2-D field is embedded.
     """
     import dask.array as dsa
+
+    if coord.chunks is not None:
+        return coord.data.astype("f8").rechunk(chunks2)
+    c2 = coord.values
 
     if c2.ndim == 2 and c2.strides[1] == 0:
         col = dsa.from_array(np.ascontiguousarray(c2[:, 0]), chunks=(chunks2[0],))
@@ -564,6 +576,10 @@ def _apply_bounds(analysis: dict, ens: xr.Dataset, params, bounds):
         lo, hi = b
         lo = params[lo] if isinstance(lo, str) else lo
         hi = params[hi] if isinstance(hi, str) else hi
+        # aligned by their indexes only: comparing the non-index coordinates of the
+        # bounds and the state (e.g. the 2-D lat/lon of a rotated grid, lazy) would
+        # compute them
+        lo, hi = (x.reset_coords(drop=True) if isinstance(x, xr.DataArray) else x for x in (lo, hi))
         clipped = da
         if lo is not None:
             clipped = clipped.where(clipped >= lo, lo)
