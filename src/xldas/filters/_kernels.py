@@ -841,6 +841,41 @@ def _bits_f64(typingctx, b):
     return sig, codegen
 
 
+@_intrinsic
+def _prefetch(typingctx, arr, index):
+    """Ask the CPU to bring the cache line of ``arr.flat[index]`` into its L2 cache.
+
+    ``arr`` C-contiguous; ``llvm.prefetch`` for reading with locality 1 (``prefetcht2``
+    on x86: into the outer caches). A hint: it never faults, and is a no-op where the
+    target has no such instruction.
+    """
+    sig = numba.types.void(arr, index)
+
+    def codegen(context, builder, signature, args):
+        a = context.make_array(signature.args[0])(context, builder, args[0])
+        i8p, i32 = _llir.IntType(8).as_pointer(), _llir.IntType(32)
+        fn = _cgutils.get_or_insert_function(
+            builder.module,
+            _llir.FunctionType(_llir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0i8",
+        )
+        ptr = builder.bitcast(builder.gep(a.data, [args[1]]), i8p)
+        builder.call(fn, [ptr, i32(0), i32(1), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(cache=False, fastmath=False, nogil=True, error_model="numpy", inline="always")
+def _prefetch_rows(E, i0, i1, lev, t0, n):
+    """Prefetch ``E[i0:i1, lev, t0:t0+n]`` (E C-contiguous (N, L, X)), a line at a time."""
+    L, X = E.shape[1], E.shape[2]
+    for i in range(i0, i1):
+        base = (i * L + lev) * X + t0
+        for c in range(0, n, 8):
+            _prefetch(E, base + c)
+
+
 # error_model="numpy": a float division is not checked for zero (the check would be a
 # branch that keeps LLVM from vectorising the loop)
 @numba.njit(cache=False, fastmath=False, nogil=True, error_model="numpy")
@@ -1196,11 +1231,17 @@ def _apply_weights_gu(E, u, v, a, rtpp, rtps, lo, hi, out, sprior, spost, adj):
         nt = q1 - q0
         # rows of the tile as 1-D views indexed from 0: plain contiguous (SIMD) loads and
         # stores (a computed offset of unknown sign would need wraparound selects: gathers)
+        # the rows of the tile _PREFETCH_TILES ahead, requested while this one is read
+        tp = q0 + _PREFETCH_TILES * T
+        np_ = min(T, Q - tp) if tp < Q else 0
         a_t = a[q0:q1]
         for p in range(nt):
             wk[_W_AT * S + p] = a_t[p]
             wk[_W_SU * S + p] = 0.0
         for i in range(N):
+            if np_ > 0:
+                _prefetch_rows(u.reshape((N, 1, Q)), i, i + 1, 0, tp, np_)
+                _prefetch_rows(v.reshape((N, 1, Q)), i, i + 1, 0, tp, np_)
             ui = u[i, q0:q1]
             for p in range(nt):
                 wk[_W_SU * S + p] += ui[p]
@@ -1217,6 +1258,8 @@ def _apply_weights_gu(E, u, v, a, rtpp, rtps, lo, hi, out, sprior, spost, adj):
                 wk[_W_SXU * S + p] = 0.0
             for b in range(N4):
                 i = 4 * b
+                if np_ > 0:
+                    _prefetch_rows(E3, i, i + 4, lev, tp, np_)
                 ea, eb, ec, ed = (
                     E3[i, lev, q0:q1],
                     E3[i + 1, lev, q0:q1],
@@ -1232,6 +1275,8 @@ def _apply_weights_gu(E, u, v, a, rtpp, rtps, lo, hi, out, sprior, spost, adj):
                     wk[_W_SXU * S + p] = (
                         wk[_W_SXU * S + p] + da * ua[p] + db * ub[p] + dc * uc[p] + de * ud[p]
                     )
+            if np_ > 0:
+                _prefetch_rows(E3, 4 * N4, N, lev, tp, np_)
             for i in range(4 * N4, N):
                 ei, ui = E3[i, lev, q0:q1], u[i, q0:q1]
                 for p in range(nt):
@@ -1435,41 +1480,6 @@ def _stream_row(typingctx, dst, doff, src, n):
         return context.get_dummy_value()
 
     return sig, codegen
-
-
-@_intrinsic
-def _prefetch(typingctx, arr, index):
-    """Ask the CPU to bring the cache line of ``arr.flat[index]`` into its L2 cache.
-
-    ``arr`` C-contiguous; ``llvm.prefetch`` for reading with locality 1 (``prefetcht2``
-    on x86: into the outer caches). A hint: it never faults, and is a no-op where the
-    target has no such instruction.
-    """
-    sig = numba.types.void(arr, index)
-
-    def codegen(context, builder, signature, args):
-        a = context.make_array(signature.args[0])(context, builder, args[0])
-        i8p, i32 = _llir.IntType(8).as_pointer(), _llir.IntType(32)
-        fn = _cgutils.get_or_insert_function(
-            builder.module,
-            _llir.FunctionType(_llir.VoidType(), [i8p, i32, i32, i32]),
-            "llvm.prefetch.p0i8",
-        )
-        ptr = builder.bitcast(builder.gep(a.data, [args[1]]), i8p)
-        builder.call(fn, [ptr, i32(0), i32(1), i32(1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@numba.njit(cache=False, fastmath=False, nogil=True, error_model="numpy", inline="always")
-def _prefetch_rows(E, i0, i1, lev, t0, n):
-    """Prefetch ``E[i0:i1, lev, t0:t0+n]`` (E C-contiguous (N, L, X)), a line at a time."""
-    L, X = E.shape[1], E.shape[2]
-    for i in range(i0, i1):
-        base = (i * L + lev) * X + t0
-        for c in range(0, n, 8):
-            _prefetch(E, base + c)
 
 
 @_intrinsic
