@@ -141,7 +141,9 @@ class _LdasAccessor:
 
         ``method`` is ``"enkf"``, ``"etkf"``, ``"letkf"``, ``"ukf"``, ``"cdkf"``,
         ``"srukf"``, ``"srcdkf"``, ``"pf"`` or a filter object; see
-        :func:`xldas.filters.assimilate` (``cycle``, ``bounds``, ``return_diagnostics``).
+        :func:`xldas.filters.assimilate` (``cycle``, ``bounds``, ``return_diagnostics``,
+        ``overwrite_ensemble``: the analysis may be written into this ensemble's NumPy
+        arrays, as PDAF and DART do, for half the memory and no fresh pages).
         """
         kwargs.update(method=method, seed=seed)
         return _call("filters", "assimilate", self._obj, obs, operator, params, **kwargs)
