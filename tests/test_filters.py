@@ -823,15 +823,18 @@ def test_letkf_on_a_rotated_grid_localises_in_km(tmp_path):
         def __call__(self, ens, params):
             return super().__call__(ens, params)
 
-    got = assimilate(
-        rotated(ens),
-        rotated(obs),
-        RotatedTB(),
-        rotated(params),
-        method="letkf",
-        loc_radius=15.0,
-        inflation=1.0,
-    )
+    def run(e):
+        return assimilate(
+            e,
+            rotated(obs),
+            RotatedTB(),
+            rotated(params),
+            method="letkf",
+            loc_radius=15.0,
+            inflation=1.0,
+        )
+
+    got = run(rotated(ens))
     np.testing.assert_allclose(got["sm"].values, ref["sm"].values, atol=1e-12)
     # chunked, with lazy 2-D lat/lon (as opened from Zarr): the coordinates stay lazy,
     # read block by block by the tasks, and the analysis is the same
@@ -840,15 +843,7 @@ def test_letkf_on_a_rotated_grid_localises_in_km(tmp_path):
     lazy_ens = lazy_ens.set_coords([c for c in ("lat", "lon") if c in lazy_ens.data_vars])
     assert lazy_ens["lat"].chunks is not None
     with raise_if_dask_computes():
-        lazy = assimilate(
-            lazy_ens,
-            rotated(obs),
-            RotatedTB(),
-            rotated(params),
-            method="letkf",
-            loc_radius=15.0,
-            inflation=1.0,
-        )
+        lazy = run(lazy_ens)
     graph = dict(lazy["sm"].data.__dask_graph__())
     embedded = [v for v in graph.values() if isinstance(v, np.ndarray) and v.shape == lat2.shape]
     assert not any(

@@ -819,6 +819,21 @@ def _fma(typingctx, a, b, c):
     return sig, codegen
 
 
+# the polynomials of the vectorised draws, highest power first (see the note above)
+_LOG_HORNER = (_LG9, _LG8, _LG7, _LG6, _LG5, _LG4, _LG3, _LG2, _LG1)
+_SIN_HORNER = (_S15, _S13, _S11, _S9, _S7, _S5, _S3, _S1)
+_COS_HORNER = (_C16, _C14, _C12, _C10, _C8, _C6, _C4, _C2, 1.0)
+
+
+@numba.njit(cache=False, fastmath=False, nogil=True, error_model="numpy", inline="always")
+def _horner(x, coeffs):
+    """``Σ coeffs[k] x^(K-k)`` (``coeffs`` highest power first), one FMA per term."""
+    r = coeffs[0]
+    for k in range(1, len(coeffs)):
+        r = _fma(x, r, coeffs[k])
+    return r
+
+
 @_intrinsic
 def _f64_bits(typingctx, x):
     """The IEEE 754 bits of a float64, as a uint64 (a bit cast: no conversion)."""
@@ -928,14 +943,7 @@ def _philox_normal_tile(pix, seed, cycle, purpose, out, t0, za, zb):
             f = m - 1.0
             s = f / (2.0 + f)
             z = s * s
-            r = _fma(z, _LG9, _LG8)
-            r = _fma(z, r, _LG7)
-            r = _fma(z, r, _LG6)
-            r = _fma(z, r, _LG5)
-            r = _fma(z, r, _LG4)
-            r = _fma(z, r, _LG3)
-            r = _fma(z, r, _LG2)
-            r = z * _fma(z, r, _LG1)
+            r = z * _horner(z, _LOG_HORNER)
             hfsq = 0.5 * f * f
             log_u1 = dk * _LN2_HI - ((hfsq - (s * (hfsq + r) + dk * _LN2_LO)) - f)
             rad = math.sqrt(-2.0 * log_u1)
@@ -943,20 +951,8 @@ def _philox_normal_tile(pix, seed, cycle, purpose, out, t0, za, zb):
             q = (c1 + _UHALF30) >> _U30
             g = ((float(c1) + 0.5) - float(q) * 1073741824.0) * 9.313225746154785e-10
             g2 = g * g
-            sn = _fma(g2, _S15, _S13)
-            cs = _fma(g2, _C16, _C14)
-            sn = _fma(g2, sn, _S11)
-            cs = _fma(g2, cs, _C12)
-            sn = _fma(g2, sn, _S9)
-            cs = _fma(g2, cs, _C10)
-            sn = _fma(g2, sn, _S7)
-            cs = _fma(g2, cs, _C8)
-            sn = _fma(g2, sn, _S5)
-            cs = _fma(g2, cs, _C6)
-            sn = _fma(g2, sn, _S3)
-            cs = _fma(g2, cs, _C4)
-            sn = g * _fma(g2, sn, _S1)
-            cs = _fma(g2, _fma(g2, cs, _C2), 1.0)
+            sn = g * _horner(g2, _SIN_HORNER)
+            cs = _horner(g2, _COS_HORNER)
             # quarter turns, branch-free: (cos, sin) of q·π/2 + φ
             qm = q & _U3
             odd = (qm & _U1) == _U1
