@@ -5,9 +5,10 @@
 #   1. creates .venv (if missing) and installs xldas with its dev extra (editable);
 #   2. as root: installs Debian's slurm-wlm + munge and starts a one-node Slurm cluster
 #      in a private scratch dir (ci/slurm/); as another user the Slurm tests skip;
-#   3. runs pytest on 2 worker processes (pytest-xdist);
-#   4. stops the services it started, and exits with pytest's status
-#      (5, "no tests collected", counts as success).
+#   3. checks src/, tests/ and benchmarks/ with ruff (lint and format), then runs pytest
+#      on 2 worker processes (pytest-xdist);
+#   4. stops the services it started, and exits with pytest's status (5, "no tests
+#      collected", counts as success; 1 if pytest passed but ruff did not).
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -51,6 +52,11 @@ else
     echo "== not root: Slurm is not installed/started and the Slurm tests will be skipped"
 fi
 
+echo "== ruff (lint and format of src, tests, benchmarks)"
+lint=0
+.venv/bin/ruff check src tests benchmarks || lint=1
+.venv/bin/ruff format --check src tests benchmarks || lint=1
+
 echo "== pytest"
 start=$(date +%s)
 # the unit/integration tests, and every notebook executed headless (nbmake)
@@ -61,5 +67,9 @@ echo "== pytest exit status $rc after $(( $(date +%s) - start )) s"
 if [ "$rc" -eq 5 ]; then
     echo "== no tests were collected (exit status 5): treated as success"
     rc=0
+fi
+if [ "$rc" -eq 0 ] && [ "$lint" -ne 0 ]; then
+    echo "== ruff found problems (see above): failing"
+    rc=1
 fi
 exit "$rc"

@@ -28,6 +28,7 @@ degraded the root zone.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -235,7 +236,7 @@ def test_streamed_local_analysis_with_several_times_per_cycle(twin, tmp_path):
     times = [pd.Timestamp(raw["period"]["start"]), *pd.DatetimeIndex(got["eager"].time.values)]
     per_cycle = [
         0 if (w := eng.obs[0].window(t0, t1)[0]) is None else w.sizes["time"]
-        for t0, t1 in zip(times[:-1], times[1:])
+        for t0, t1 in itertools.pairwise(times)
     ]
     assert max(per_cycle) >= 2, per_cycle  # later analyses of a cycle did run
     assert got["eager"].sizes["time"] >= 3

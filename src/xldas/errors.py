@@ -70,7 +70,9 @@ class MissingBandError(StacError, KeyError):
     def __init__(self, band: str, valid: Iterable[str], where: str = "the STAC items"):
         self.band = band
         self.valid = sorted(valid)
-        super().__init__(f"band {band!r} is not in {where}; available bands are {_choices(self.valid)}")
+        super().__init__(
+            f"band {band!r} is not in {where}; available bands are {_choices(self.valid)}"
+        )
 
     def __str__(self) -> str:
         return self.args[0]

@@ -107,7 +107,9 @@ def to_units(da: xr.DataArray, units: str, name: str | None = None) -> xr.DataAr
     label = name or da.name or "variable"
     src = da.attrs.get("units")
     if src is None:
-        raise UnitError(f"{label!s} has no 'units' attribute; expected units convertible to {units!r}")
+        raise UnitError(
+            f"{label!s} has no 'units' attribute; expected units convertible to {units!r}"
+        )
     try:
         a, b = conversion(str(src), units)
     except UnitError as exc:
