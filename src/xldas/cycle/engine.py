@@ -1171,6 +1171,9 @@ class _Predicted:
     def __call__(self, ens, params=None):
         if ens is self.ens:
             return self.pred
+        # e.g. the filter rechunked the ensemble: the same values, predicted again (one
+        # more pass over the state, not a different analysis)
+        log.debug("%r: the predictions are computed again for another ensemble", self)
         return self.operator(ens, params)
 
     def __repr__(self) -> str:
