@@ -55,6 +55,10 @@ def test_single_pass_equals_two_kernels_and_references(mode):
     outs.append(K.one_obs_update(own[0][:, 0], y, R, pix, own, lo, hi, *args, out=[own[0], None]))
     assert np.shares_memory(outs[-1][0], own[0]) and not np.shares_memory(outs[-1][1], own[1])
     np.testing.assert_array_equal(own[1], swe)  # the variable not given as out is untouched
+    flat = np.concatenate([sm.ravel(), [0.0]])  # an out that overlaps without being E
+    shifted = [flat[:-1].reshape(sm.shape), flat[1:].reshape(sm.shape)]
+    with pytest.raises(ValueError, match="overlaps"):
+        K.one_obs_update(HE, y, R, pix, [shifted[0], swe], lo, hi, *args, out=[shifted[1], None])
     u, v, a, *_ = K.one_obs_weights(HE, y, R, pix, *args)
     two = [
         K.apply_weights(

@@ -1519,7 +1519,7 @@ _U_NSLOT = 20
 
 @numba.njit(cache=False, fastmath=False, nogil=True, error_model="numpy")
 def _one_obs_update_kernel(
-    HE, hs, y, R, pix, infl, gross, seed, cycle, purpose, mode, Es, Os, Los, His, stream
+    HE, hs, y, R, pix, infl, gross, seed, cycle, purpose, mode, Es, Os, Los, His, stream, same
 ):
     """One-observation EnKF/ETKF analysis of all state variables, tile by tile.
 
@@ -1684,6 +1684,13 @@ def _one_obs_update_kernel(
                     cc[p] = sxu[p] - dm * su[p] if used else 0.0
                     mj[p] = x0[p] + dm if used else 0.0
                     fa[p] = infl if used else 1.0
+                if same[k]:  # in place: read and write one row, the same element
+                    for i in range(N):
+                        row, vi = EA[i, lev, t0:t1], V[i, :nt]
+                        for p in range(nt):
+                            m = mj[p]
+                            row[p] = _clip(m + fa[p] * (row[p] - m) + cc[p] * vi[p], lo_[p], hi_[p])
+                    continue
                 for i in range(N):
                     ei, vi = E[i, lev, t0:t1], V[i, :nt]
                     for p in range(nt):  # to the scratch (L1), then to memory
@@ -1786,10 +1793,20 @@ def one_obs_update(
     )
     if not all(o.flags.c_contiguous and o.flags.writeable and o.dtype == np.float64 for o in Os):
         raise ValueError("out: writeable C-contiguous float64 arrays of the shapes of E")
-    in_place = any(
-        given is not None and np.may_share_memory(o, e)
-        for o, e, given in zip(Os, Es, out, strict=True)
+    # an analysis in place: ``out`` is the variable itself (the same view of memory)
+    same = np.array(
+        [
+            given is not None
+            and o.__array_interface__["data"][0] == e.__array_interface__["data"][0]
+            and o.strides == e.strides
+            for o, e, given in zip(Os, Es, out, strict=True)
+        ],
+        dtype=np.bool_,
     )
+    for o, e, s_ in zip(Os, Es, same, strict=True):
+        if not s_ and np.may_share_memory(o, e):
+            raise ValueError("out: an analysis array overlaps its variable without being it")
+    in_place = bool(same.any())
 
     Los = tuple(_ro(_bound2(b, e.shape[1], X)) for b, e in zip(lo, Es, strict=True))
     His = tuple(_ro(_bound2(b, e.shape[1], X)) for b, e in zip(hi, Es, strict=True))
@@ -1815,6 +1832,7 @@ def one_obs_update(
             Los,
             His,
             bool(stream),
+            same,
         )
     return list(Os)
 
