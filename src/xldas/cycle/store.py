@@ -189,7 +189,8 @@ class CommitInfo:
 _LOGS_SET = False
 
 
-def _repo(path: Path, create: bool):
+def _local_storage(path: Path):
+    """icechunk storage of a local store (its concurrency warning silenced once)."""
     import icechunk
 
     global _LOGS_SET
@@ -198,8 +199,13 @@ def _repo(path: Path, create: bool):
         # filesystems are unsafe for concurrent commits does not apply
         icechunk.set_logs_filter("error")
         _LOGS_SET = True
+    return icechunk.local_filesystem_storage(str(path))
 
-    storage = icechunk.local_filesystem_storage(str(path))
+
+def _repo(path: Path, create: bool):
+    import icechunk
+
+    storage = _local_storage(path)
     if create:
         return icechunk.Repository.open_or_create(storage)
     return icechunk.Repository.open(storage)
@@ -208,9 +214,7 @@ def _repo(path: Path, create: bool):
 def _is_repo(path: Path) -> bool:
     import icechunk
 
-    return path.exists() and icechunk.Repository.exists(
-        icechunk.local_filesystem_storage(str(path))
-    )
+    return path.exists() and icechunk.Repository.exists(_local_storage(path))
 
 
 def _checksum_parts(ds: xr.Dataset) -> list:
