@@ -195,3 +195,25 @@ def test_diagnostics_schema_changes_between_cycles(tmp_path):
     np.testing.assert_array_equal(out.a.values, [1, 2, 0])
     np.testing.assert_array_equal(out.b.values, [np.nan, 0.5, 0.7])
     assert np.isnan(out.m.isel(time=2)).all() and (out.m.isel(time=1) == 2).all()
+
+
+def test_text_coordinates_are_written_as_variable_length_strings(tmp_path):
+    """A filter's ``obs_variable`` coordinate (fixed-width NumPy text) is stored as Zarr v3
+    variable-length strings: no unspecified fixed-width UTF-32 type, same labels back."""
+    import warnings
+
+    from zarr.errors import UnstableSpecificationWarning
+
+    d = xr.Dataset(
+        {"innovation_mean": (("obs_variable",), [0.1, -0.2])},
+        coords={"obs_variable": np.array(["tb_h", "tb_v"])},
+    )
+    assert d.obs_variable.dtype.kind == "U"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnstableSpecificationWarning)
+        with CycleStore(tmp_path / "exp", "h1") as st:
+            for k in (1, 2):
+                st.commit_cycle(k, T0 + pd.Timedelta(days=k), _ens(k), {"diagnostics": d})
+    out = open_output(tmp_path / "exp", "diagnostics").load()
+    assert list(out.obs_variable.values) == ["tb_h", "tb_v"]
+    np.testing.assert_array_equal(out.innovation_mean.values, [[0.1, -0.2]] * 2)
