@@ -157,3 +157,26 @@ def test_accessor_delegates_to_io(tmp_path):
     ds = _ensemble(nt=2)
     assert ds.ldas.to_store(tmp_path / "acc.zarr") == tmp_path / "acc.zarr"
     assert xldas.io.open_store(tmp_path / "acc.zarr").sizes == ds.sizes
+
+
+def test_text_coordinates_written_as_variable_length_strings(tmp_path):
+    """Fixed-width NumPy text (a station or variable name) becomes Zarr v3 variable-length
+    strings: no unspecified fixed-width UTF-32 type in the store, the same labels back."""
+    import warnings
+
+    from zarr.errors import UnstableSpecificationWarning
+
+    ds = xr.Dataset(
+        {
+            "sm": (("station",), [0.21, 0.30]),
+            "network": (("station",), np.array(["ISMN", "COSMOS"])),
+        },
+        coords={"station": np.array(["bondville", "hytti"])},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnstableSpecificationWarning)
+        to_store(ds, tmp_path / "s.zarr")
+    back = open_store(tmp_path / "s.zarr").load()
+    assert list(back.station.values) == ["bondville", "hytti"]
+    assert list(back.network.values) == ["ISMN", "COSMOS"]
+    np.testing.assert_array_equal(back.sm.values, ds.sm.values)

@@ -89,3 +89,22 @@ def apply_kernel(
         if history:
             add_history(out, history)
     return tuple(outs) if n_out > 1 else outs[0]
+
+
+def variable_length_strings(ds: xr.Dataset) -> xr.Dataset:
+    """Fixed-width text variables (e.g. an ``obs_variable`` coordinate) as Python strings.
+
+    Zarr v3 has no specified fixed-width UTF-32 type (zarr-python writes one and warns
+    that other Zarr libraries may not read it); object strings are written as its
+    variable-length UTF-8 strings.
+    """
+    text = {n: v for n, v in ds.variables.items() if v.dtype.kind == "U"}
+    if not text:
+        return ds
+    coords = {
+        n: (v.dims, v.values.astype(object), v.attrs) for n, v in text.items() if n in ds.coords
+    }
+    data = {
+        n: (v.dims, v.values.astype(object), v.attrs) for n, v in text.items() if n not in coords
+    }
+    return ds.assign_coords(coords).assign(data)

@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from xldas._xr import variable_length_strings
 from xldas.errors import CheckpointError, StoreError, StoreLockedError
 
 __all__ = ["CommitInfo", "CycleStore", "WriterLock", "open_output"]
@@ -187,25 +188,6 @@ class CommitInfo:
 
 
 _LOGS_SET = False
-
-
-def _variable_length_strings(ds: xr.Dataset) -> xr.Dataset:
-    """Fixed-width text variables (e.g. an ``obs_variable`` coordinate) as Python strings.
-
-    Zarr v3 has no specified fixed-width UTF-32 type (zarr-python writes one and warns
-    that other Zarr libraries may not read it); object strings are written as its
-    variable-length UTF-8 strings.
-    """
-    text = {n: v for n, v in ds.variables.items() if v.dtype.kind == "U"}
-    if not text:
-        return ds
-    coords = {
-        n: (v.dims, v.values.astype(object), v.attrs) for n, v in text.items() if n in ds.coords
-    }
-    data = {
-        n: (v.dims, v.values.astype(object), v.attrs) for n, v in text.items() if n not in coords
-    }
-    return ds.assign_coords(coords).assign(data)
 
 
 def _local_storage(path: Path):
@@ -629,7 +611,7 @@ class CycleStore:
     @staticmethod
     def _output_ds(ds: xr.Dataset, time: pd.Timestamp) -> xr.Dataset:
         ds = ds.drop_vars("time", errors="ignore").expand_dims(time=[time.to_datetime64()])
-        return _variable_length_strings(ds)
+        return variable_length_strings(ds)
 
     @staticmethod
     def _new_group_encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import xarray as xr
 
-from xldas._xr import add_history
+from xldas._xr import add_history, variable_length_strings
 from xldas.errors import StoreError
 
 __all__ = ["TARGET_CHUNK_BYTES", "default_chunks", "default_encoding", "open_store", "to_store"]
@@ -225,6 +225,7 @@ def to_store(
         kwargs.update(mode=mode or "a", append_dim=append_dim)
     else:
         ds = ds.drop_encoding()  # stale chunks/compressors of the source must not leak in
+        ds = variable_length_strings(ds)  # Zarr v3 has no specified fixed-width text type
         write_chunks = _write_chunks(ds, chunks)
         # rechunk dask-backed variables so each dask chunk covers whole Zarr chunks;
         # NumPy-backed ones stay eager (a template's static fields are written at once)
