@@ -59,8 +59,15 @@ def test_single_pass_equals_two_kernels_and_references(mode):
     shifted = [flat[:-1].reshape(sm.shape), flat[1:].reshape(sm.shape)]
     with pytest.raises(ValueError, match="overlaps"):
         K.one_obs_update(HE, y, R, pix, [shifted[0], swe], lo, hi, *args, out=[shifted[1], None])
-    u, v, a, *_ = K.one_obs_weights(HE, y, R, pix, *args)
-    two = [
+    # with the diagnostics of the same pass, in place or not
+    own = [sm.copy(), swe.copy()]
+    with_diag = [
+        K.one_obs_update(HE, y, R, pix, [sm, swe], lo, hi, *args, diagnostics=True),
+        K.one_obs_update(own[0][:, 0], y, R, pix, own, lo, hi, *args, out=own, diagnostics=True),
+    ]
+    outs += [o for o, _ in with_diag]
+    u, v, a, *screening = K.one_obs_weights(HE, y, R, pix, *args)
+    full = [
         K.apply_weights(
             e.reshape(N, -1),
             u,
@@ -70,9 +77,18 @@ def test_single_pass_equals_two_kernels_and_references(mode):
             0.0,
             np.broadcast_to(b0, (e.shape[1], P)).ravel() if np.ndim(b0) else b0,
             np.ravel(b1) if np.ndim(b1) else b1,
-        )[0]
+        )
         for e, b0, b1 in zip((sm, swe), lo, hi, strict=True)
     ]
+    two = [f[0] for f in full]
+    for _, dg in with_diag:  # bitwise the diagnostics of the two kernels
+        keys = ("innovation", "expected", "used", "rejected")
+        for key, want in zip(keys, screening, strict=True):
+            np.testing.assert_array_equal(dg[key], want)
+        for k, f in enumerate(full):
+            for key, want in zip(("spread_prior", "spread_posterior", "bound_adjustment"), f[1:]):
+                np.testing.assert_array_equal(dg[key][k].ravel(), want)
+    assert np.nanmax(with_diag[0][1]["bound_adjustment"][1]) > 0  # the bound 0 on swe acted
     ref = K.one_obs_update_reference(HE, y, R, pix, [sm, swe], lo, hi, *args)
     for out in outs:
         for o, t, r in zip(out, two, ref, strict=True):
@@ -153,9 +169,11 @@ def _nohist(ds):
 @pytest.mark.parametrize(
     "method", [EnKF(inflation=1.05), ETKF(gross_error=3.0), EnKF(centred=False)]
 )
-def test_assimilate_single_pass_equals_diagnostics_path_and_is_lazy(method, monkeypatch):
-    """Without diagnostics ``assimilate`` runs the single pass; with them the two-kernel
-    path: the same analysis, bounds included, on NumPy and (lazily) on Dask chunks."""
+def test_assimilate_single_pass_equals_two_kernel_path_and_is_lazy(method, monkeypatch):
+    """``assimilate`` runs the single pass, with or without diagnostics; the two-kernel
+    path (``one_obs_weights`` + ``apply_weights``, kept for relaxation and float32) gives
+    the same analysis and the same diagnostics, bounds included, on NumPy and (lazily)
+    on Dask chunks."""
     import xldas.filters.core as core
 
     ens, obs, op, params = _dataset()
@@ -165,24 +183,42 @@ def test_assimilate_single_pass_equals_diagnostics_path_and_is_lazy(method, monk
         core, "_one_obs_single_pass", lambda *a, **k: calls.append(1) or single(*a, **k)
     )
     fast = assimilate(ens, obs, op, params, method=method, seed=5, cycle=2)
-    assert calls  # the single pass ran
-    slow, _ = assimilate(
+    fast_d, diag = assimilate(
         ens, obs, op, params, method=method, seed=5, cycle=2, return_diagnostics=True
     )
-    xr.testing.assert_identical(_nohist(fast), _nohist(slow))
+    assert len(calls) == 2  # the single pass ran, diagnostics or not
+    monkeypatch.setattr(core, "_one_obs_single_pass", lambda *a, **k: None)
+    slow, slow_diag = assimilate(
+        ens, obs, op, params, method=method, seed=5, cycle=2, return_diagnostics=True
+    )
+    for a in (fast, fast_d):
+        xr.testing.assert_identical(_nohist(a), _nohist(slow))
+    # per pixel and per element bitwise; the domain statistics are NumPy reductions,
+    # whose summation order may depend on the alignment of the memory
+    domain = ["innovation_mean", "innovation_std"]
+    xr.testing.assert_identical(
+        _nohist(diag).drop_vars(domain), _nohist(slow_diag).drop_vars(domain)
+    )
+    xr.testing.assert_allclose(diag[domain], slow_diag[domain], rtol=1e-13)
+    assert {"spread_prior_sm", "spread_posterior_b", "bound_adjustment_swe"} <= set(diag)
     assert fast.sm.values.flags.c_contiguous and fast.sm.dims == ens.sm.dims
     assert float(fast.sm.min()) >= 0.2 and float(fast.sm.max()) <= 0.33
     assert float(fast.swe.min()) == 0.0 and float(ens.swe.min()) < 0
+    monkeypatch.setattr(core, "_one_obs_single_pass", single)
+    kw = {"method": method, "seed": 5, "cycle": 2, "return_diagnostics": True}
     with raise_if_dask_computes():
-        lazy = assimilate(ens.chunk(lat=4, lon=32), obs, op, params, method=method, seed=5, cycle=2)
+        lazy, lazy_diag = assimilate(ens.chunk(lat=4, lon=32), obs, op, params, **kw)
     assert lazy.sm.chunks == ens.chunk(lat=4, lon=32).sm.chunks
     xr.testing.assert_identical(_nohist(lazy.compute()), _nohist(fast))
+    xr.testing.assert_identical(
+        _nohist(lazy_diag.compute()).drop_vars(domain), _nohist(diag).drop_vars(domain)
+    )
 
 
 @pytest.mark.parametrize("method", [EnKF(inflation=1.05), ETKF(gross_error=3.0)])
 def test_assimilate_overwrite_ensemble_writes_the_analysis_in_place(method):
     """``overwrite_ensemble=True``: bitwise the analysis of the default path, in the
-    memory of the forecast (NumPy); dask ensembles and the diagnostics path are left
+    memory of the forecast (NumPy), diagnostics or not; dask ensembles are left
     untouched."""
     ens, obs, op, params = _dataset(seed=3)
     ref = assimilate(ens, obs, op, params, method=method, seed=5, cycle=2)
@@ -193,22 +229,22 @@ def test_assimilate_overwrite_ensemble_writes_the_analysis_in_place(method):
     for v in ens.data_vars:
         assert np.shares_memory(out[v].values, mem[v])
         np.testing.assert_array_equal(work[v].values, ref[v].values)  # the forecast is gone
-    for lazy in (True, False):
-        kept = ens.chunk(lat=4, lon=32) if lazy else ens.copy(deep=True)
-        res = assimilate(
-            kept,
-            obs,
-            op,
-            params,
-            method=method,
-            seed=5,
-            cycle=2,
-            overwrite_ensemble=True,
-            return_diagnostics=not lazy,  # the two-kernel path: new arrays
-        )
-        res = res[0] if isinstance(res, tuple) else res
-        xr.testing.assert_identical(_nohist(res.compute()), _nohist(ref))
-        xr.testing.assert_identical(kept.compute(), ens)
+    # with diagnostics: in place too, the prior spreads those of the forecast
+    kw = {"method": method, "seed": 5, "cycle": 2, "return_diagnostics": True}
+    _, ref_diag = assimilate(ens, obs, op, params, **kw)
+    work = ens.copy(deep=True)
+    out, diag = assimilate(work, obs, op, params, overwrite_ensemble=True, **kw)
+    assert np.shares_memory(out["sm"].values, work["sm"].values)
+    xr.testing.assert_identical(_nohist(out), _nohist(ref))
+    domain = ["innovation_mean", "innovation_std"]
+    xr.testing.assert_identical(
+        _nohist(diag).drop_vars(domain), _nohist(ref_diag).drop_vars(domain)
+    )
+    # dask: new chunks, the ensemble untouched
+    kept = ens.chunk(lat=4, lon=32)
+    res = assimilate(kept, obs, op, params, method=method, seed=5, cycle=2, overwrite_ensemble=True)
+    xr.testing.assert_identical(_nohist(res.compute()), _nohist(ref))
+    xr.testing.assert_identical(kept.compute(), ens)
 
 
 def test_assimilate_float32_and_relaxation_use_the_two_kernel_path(monkeypatch):

@@ -1510,16 +1510,46 @@ def _put_row(EA, i, lev, t0, row, stream):
             dst[p] = row[p]
 
 
+@numba.njit(cache=False, fastmath=False, nogil=True, error_model="numpy", inline="always")
+def _update_level_diag(E, EA, lev, t0, nt, N, inplace, stream, V, wk, S):
+    """The update of one level of a tile with the sums of the diagnostics (bound change,
+    posterior spread) of :func:`_apply_weights_gu`, members in order. Reads and writes
+    the rows of the scratch ``wk`` (row stride ``S``) by offset: one object, so the SIMD
+    loop needs run-time alias checks against ``E`` and ``V`` only. The analysis goes
+    through the scratch row ``_U_OUT`` to ``EA`` (in place or not)."""
+    for p in range(nt):
+        wk[_U_TOT * S + p] = 0.0
+        wk[_U_CNT * S + p] = 0.0
+        wk[_U_T1 * S + p] = 0.0
+        wk[_U_T2 * S + p] = 0.0
+    ob = wk[_U_OUT * S : _U_OUT * S + nt]
+    for i in range(N):
+        ei, vi = E[i, lev, t0 : t0 + nt], V[i, :nt]
+        for p in range(nt):
+            m = wk[_U_MJ * S + p]
+            x = m + wk[_U_FA * S + p] * (ei[p] - m) + wk[_U_CC * S + p] * vi[p]
+            xc = _clip(x, wk[_U_LO * S + p], wk[_U_HI * S + p])
+            wk[_U_OUT * S + p] = xc
+            ok = x == x
+            wk[_U_TOT * S + p] += xc - x if ok else 0.0
+            wk[_U_CNT * S + p] += 1.0 if ok else 0.0
+            dx = xc - wk[_U_X0 * S + p]
+            wk[_U_T1 * S + p] += dx
+            wk[_U_T2 * S + p] += dx * dx
+        _put_row(EA, i, lev, t0, ob, stream and not inplace)
+
+
 # rows of the per-tile scratch of _one_obs_update_kernel
 _U_HB, _U_YY, _U_COEF, _U_DD, _U_ZM, _U_SD, _U_OK, _U_ZA, _U_ZB, _U_SU = range(10)
 _U_X0, _U_S1, _U_SXU, _U_MJ, _U_FA, _U_CC, _U_LO, _U_HI, _U_RR = range(10, 19)
 _U_OUT = 19  # the analysis of a member before it goes to memory
-_U_NSLOT = 20
+_U_S2, _U_TOT, _U_CNT, _U_T1, _U_T2 = range(20, 25)  # the diagnostics' sums
+_U_NSLOT = 25
 
 
 @numba.njit(cache=False, fastmath=False, nogil=True, error_model="numpy")
 def _one_obs_update_kernel(
-    HE, hs, y, R, pix, infl, gross, seed, cycle, purpose, mode, Es, Os, Los, His, stream, same
+    HE, hs, y, R, pix, infl, gross, seed, cycle, purpose, mode, Es, Os, Los, His, stream, same, dg
 ):
     """One-observation EnKF/ETKF analysis of all state variables, tile by tile.
 
@@ -1533,16 +1563,25 @@ def _one_obs_update_kernel(
     Per tile of :data:`_TILE` pixels: the screening and the weights ``u``, ``v`` of
     :func:`_one_obs_weights_gu` (EnKF numbers from :func:`_philox_normal_tile`) into a
     scratch, then per variable and level the sums over the members and the update with
-    the bounds of :func:`_apply_weights_gu` (without relaxation, spreads or bound
-    accounting). A pixel without a used observation keeps its forecast (clipped to the
-    bounds, as in :func:`_apply_weights_gu`).
+    the bounds of :func:`_apply_weights_gu` (without relaxation). A pixel without a used
+    observation keeps its forecast (clipped to the bounds, as in
+    :func:`_apply_weights_gu`). ``same[k]``: ``Os[k]`` is ``Es[k]`` (in place).
+
+    ``dg = (diag, Inn, Exp, Used, Rej, Sp0s, Sp1s, Adjs)``: if ``diag``, also the
+    diagnostics of :func:`_one_obs_weights_gu` (``Inn``, ``Exp``, ``Used``, ``Rej``, per
+    pixel) and of :func:`_apply_weights_gu` (``Sp0s``, ``Sp1s``, ``Adjs``: per variable,
+    (L, X) prior and posterior spread and the member-mean change by the bounds),
+    bitwise the same values (the same sums, in the same order).
     """
+    diag, Inn, Exp, Used, Rej, Sp0s, Sp1s, Adjs = dg
     N = Es[0].shape[0]
     X = y.shape[0]
     if X == 0:
         return
     T = min(X, _TILE)
-    S = T + 8  # row stride of the scratch: rows 4 KiB apart would alias in the CPU
+    # row stride of the scratch, a constant (rows 4 KiB apart would alias in the CPU): the
+    # distance between two rows read and written in one loop is then known to LLVM
+    S = _TILE + 8
     wk = np.empty(_U_NSLOT * S)
     U = np.empty((N, S))
     V = np.empty((N, S))
@@ -1588,6 +1627,17 @@ def _one_obs_update_kernel(
             ok_[p] = 1.0 if ok else 0.0
             rr[p] = 1.0 / r_ if ok else 0.0
             dd[p] = d if ok else 0.0
+        if diag:  # as _one_obs_weights_gu
+            it, et, ut, rt = Inn[t0:t1], Exp[t0:t1], Used[t0:t1], Rej[t0:t1]
+            for p in range(nt):
+                d = yt[p] - hb[p]
+                r_ = Rt[p]
+                valid = (abs(yt[p]) < np.inf) & (abs(r_) < np.inf) & (abs(hb[p]) < np.inf)
+                far = not (abs(d) <= gross * math.sqrt(yy[p] / (N - 1.0) + r_))
+                et[p] = math.sqrt(yy[p] / (N - 1.0) + r_) if abs(r_) < np.inf else np.nan
+                it[p] = d if ok_[p] > 0.0 else np.nan
+                ut[p] = 1 if ok_[p] > 0.0 else 0
+                rt[p] = 1 if (valid & check_gross & far) else 0
         if mode == MODE_ETKF:
             for p in range(nt):
                 yyi = f2 * yy[p]
@@ -1632,6 +1682,9 @@ def _one_obs_update_kernel(
         fa, cc = wk[_U_FA * S : _U_FA * S + nt], wk[_U_CC * S : _U_CC * S + nt]
         lo_, hi_ = wk[_U_LO * S : _U_LO * S + nt], wk[_U_HI * S : _U_HI * S + nt]
         ob = wk[_U_OUT * S : _U_OUT * S + nt]
+        s2, tot = wk[_U_S2 * S : _U_S2 * S + nt], wk[_U_TOT * S : _U_TOT * S + nt]
+        cnt, q1 = wk[_U_CNT * S : _U_CNT * S + nt], wk[_U_T1 * S : _U_T1 * S + nt]
+        q2 = wk[_U_T2 * S : _U_T2 * S + nt]
         for k in range(len(Es)):
             E, EA, LO, HI = Es[k], Os[k], Los[k], His[k]
             L = E.shape[1]
@@ -1656,6 +1709,7 @@ def _one_obs_update_kernel(
                 for p in range(nt):
                     x0[p] = e0[p]
                     s1[p] = 0.0
+                    s2[p] = 0.0
                     sxu[p] = 0.0
                 for b in range(N4):
                     i = 4 * b
@@ -1668,6 +1722,8 @@ def _one_obs_update_kernel(
                         xp = x0[p]
                         da, db, dc, de = ea[p] - xp, eb[p] - xp, ec[p] - xp, ed[p] - xp
                         s1[p] = s1[p] + da + db + dc + de
+                        if diag:  # (loop-invariant: LLVM unswitches the loop)
+                            s2[p] = s2[p] + da * da + db * db + dc * dc + de * de
                         sxu[p] = sxu[p] + da * ua[p] + db * ub[p] + dc * uc[p] + de * ud[p]
                 if np_ > 0:
                     _prefetch_rows(E, 4 * N4, N, lev, tp, np_)
@@ -1676,6 +1732,8 @@ def _one_obs_update_kernel(
                     for p in range(nt):
                         dx = ei[p] - x0[p]
                         s1[p] += dx
+                        if diag:
+                            s2[p] += dx * dx
                         sxu[p] += dx * ui[p]
                 # x = mj + fa (e - mj) + cc v; an unused pixel: mj = 0, fa = 1, cc = v = 0
                 for p in range(nt):
@@ -1684,19 +1742,26 @@ def _one_obs_update_kernel(
                     cc[p] = sxu[p] - dm * su[p] if used else 0.0
                     mj[p] = x0[p] + dm if used else 0.0
                     fa[p] = infl if used else 1.0
-                if same[k]:  # in place: read and write one row, the same element
+                if diag:
+                    _update_level_diag(E, EA, lev, t0, nt, N, same[k], stream, V, wk, S)
+                    sp0, sp1, adj = Sp0s[k][lev, t0:t1], Sp1s[k][lev, t0:t1], Adjs[k][lev, t0:t1]
+                    for p in range(nt):  # as _apply_weights_gu
+                        sp0[p] = math.sqrt(max(s2[p] - s1[p] * (s1[p] / N), 0.0) / (N - 1.0))
+                        adj[p] = tot[p] / cnt[p] if cnt[p] > 0.0 else np.nan
+                        sp1[p] = math.sqrt(max(q2[p] - q1[p] * q1[p] / N, 0.0) / (N - 1.0))
+                elif same[k]:  # in place: read and write one row, the same element
                     for i in range(N):
                         row, vi = EA[i, lev, t0:t1], V[i, :nt]
                         for p in range(nt):
                             m = mj[p]
                             row[p] = _clip(m + fa[p] * (row[p] - m) + cc[p] * vi[p], lo_[p], hi_[p])
-                    continue
-                for i in range(N):
-                    ei, vi = E[i, lev, t0:t1], V[i, :nt]
-                    for p in range(nt):  # to the scratch (L1), then to memory
-                        m = mj[p]
-                        ob[p] = _clip(m + fa[p] * (ei[p] - m) + cc[p] * vi[p], lo_[p], hi_[p])
-                    _put_row(EA, i, lev, t0, ob, stream)
+                else:
+                    for i in range(N):
+                        ei, vi = E[i, lev, t0:t1], V[i, :nt]
+                        for p in range(nt):  # to the scratch (L1), then to memory
+                            m = mj[p]
+                            ob[p] = _clip(m + fa[p] * (ei[p] - m) + cc[p] * vi[p], lo_[p], hi_[p])
+                        _put_row(EA, i, lev, t0, ob, stream)
     if stream:
         _store_fence()
 
@@ -1742,7 +1807,22 @@ def _bound2(b, L, X):
 
 
 def one_obs_update(
-    HE, y, R, pix, E, lo, hi, infl, gross, seed, cycle, purpose, mode, stream=None, out=None
+    HE,
+    y,
+    R,
+    pix,
+    E,
+    lo,
+    hi,
+    infl,
+    gross,
+    seed,
+    cycle,
+    purpose,
+    mode,
+    stream=None,
+    out=None,
+    diagnostics=False,
 ):
     """One-observation EnKF/ETKF analysis of several state variables at once.
 
@@ -1764,12 +1844,17 @@ def one_obs_update(
         the shapes of ``E`` to write the analyses into (e.g. buffers reused from one
         analysis to the next, or ``E`` itself: the analysis in place), or None (a new
         array).
+    diagnostics : also return the diagnostics, in the same pass: a dict of
+        ``innovation``, ``expected``, ``used``, ``rejected`` (X) as from
+        :func:`one_obs_weights` and ``spread_prior``, ``spread_posterior``,
+        ``bound_adjustment`` (a list of (L, X) arrays, one per variable) as from
+        :func:`apply_weights`, with the same values.
 
     Returns
     -------
     list of analyses (float64, the shapes of ``E``): the values of :func:`apply_weights`
-    with the weights of :func:`one_obs_weights` (no relaxation). See
-    :func:`_one_obs_update_kernel`.
+    with the weights of :func:`one_obs_weights` (no relaxation), and the diagnostics'
+    dict if asked for. See :func:`_one_obs_update_kernel`.
 
     Examples
     --------
@@ -1814,6 +1899,13 @@ def one_obs_update(
     hflat, y, R, pix = (_ro(a) for a in (hflat, y, R, pix))
     if stream is None:
         stream = sum(o.nbytes for o in Os) >= STREAM_MIN_BYTES and not in_place
+    if diagnostics:
+        inn, exp_ = np.empty(X), np.empty(X)
+        used, rej = np.empty(X, np.int8), np.empty(X, np.int8)
+        sp0, sp1, adj = ([np.empty(e.shape[1:]) for e in Es] for _ in range(3))
+    else:  # (typed placeholders, not written)
+        inn, exp_, used, rej = np.empty(0), np.empty(0), np.empty(0, np.int8), np.empty(0, np.int8)
+        sp0, sp1, adj = ([np.empty((0, 0)) for _ in Es] for _ in range(3))
     with np.errstate(invalid="ignore"):
         _one_obs_update_kernel(
             hflat,
@@ -1833,8 +1925,13 @@ def one_obs_update(
             His,
             bool(stream),
             same,
+            (bool(diagnostics), inn, exp_, used, rej, tuple(sp0), tuple(sp1), tuple(adj)),
         )
-    return list(Os)
+    if not diagnostics:
+        return list(Os)
+    diag = {"innovation": inn, "expected": exp_, "used": used, "rejected": rej}
+    diag.update(spread_prior=sp0, spread_posterior=sp1, bound_adjustment=adj)
+    return list(Os), diag
 
 
 def one_obs_update_reference(HE, y, R, pix, E, lo, hi, infl, gross, seed, cycle, purpose, mode):

@@ -650,9 +650,9 @@ def assimilate(
         a copy of the ensemble. The forecast in ``ens`` is then lost (its variables hold
         the analysis). Like SciPy's ``overwrite_a``, a permission, not a promise: it
         applies to in-memory (NumPy) float64 ensembles, members first in memory, on the
-        single-pass path (EnKF or ETKF with one observation per pixel, no diagnostics,
-        relaxation or localisation); dask or CuPy ensembles and the other paths write
-        new arrays, and ``ens`` is left unchanged.
+        single-pass path (EnKF or ETKF with one observation per pixel, without relaxation
+        or localisation); dask or CuPy ensembles and the other paths write new arrays,
+        and ``ens`` is left unchanged.
 
     Returns
     -------
@@ -880,19 +880,20 @@ def _one_obs_update(
 ):
     """EnKF/ETKF analysis with one observation per pixel, without a stacked state.
 
-    Without diagnostics and relaxation (and with float64 state variables): one kernel,
+    Without relaxation (and with float64 state variables): one kernel,
     :func:`~xldas.filters._kernels.one_obs_update`, that computes the weights of a tile
     of pixels in cache and updates every state variable with them, bounds included,
-    reading each variable in its own layout (see :func:`_one_obs_single_pass`).
-    Otherwise two kernels: :func:`~xldas.filters._kernels.one_obs_weights` on the
+    reading each variable in its own layout, the diagnostics in the same pass (see
+    :func:`_one_obs_single_pass`). Otherwise two kernels: :func:`~xldas.filters._kernels.one_obs_weights` on the
     predicted observations (screening, random numbers and diagnostics in one pass),
     then :func:`~xldas.filters._kernels.apply_weights` once per state variable in its
     own layout (update, relaxation, bounds, bound accounting and spreads in one pass).
-    Both give the same analysis. ``overwrite``: the single pass may write the analysis
+    Both give the same analysis and diagnostics. ``overwrite``: the single pass may write the analysis
     into the ensemble's own NumPy arrays (see :func:`assimilate`). Returns ``(analysis, diagnostics)`` (a dict of
     DataArrays and a function that builds the diagnostics' variables, so that nothing
-    is reduced when they are not asked for; None for the single pass), or None when
-    the observations are not one value per pixel (general path).
+    is reduced when they are not asked for; None for the single pass without
+    diagnostics), or None when the observations are not one value per pixel (general
+    path).
     """
     sdims = spatial_dims(ens)
     pred, onames = _predicted(operator, ens, params)
@@ -911,12 +912,15 @@ def _one_obs_update(
         if filt.centred
         else K.MODE_ENKF_UNCENTRED
     )
-    if not diagnostics and filt.rtpp == 0.0 and filt.rtps == 0.0:
+    if filt.rtpp == 0.0 and filt.rtps == 0.0:
         single = _one_obs_single_pass(
-            ens, HE, y, R, params, filt, names, seed, cycle, bounds, mode, overwrite
+            ens, HE, y, R, params, filt, names, seed, cycle, bounds, mode, overwrite, diagnostics
         )
         if single is not None:
-            return single, None
+            analysis, parts = single
+            if parts is None:
+                return analysis, None
+            return analysis, partial(_one_obs_diagnostics, ens, name, *parts)
     u, v, a, innov, expected, used, rejected = apply_kernel(
         partial(_weights_block, mode=mode),
         HE,
@@ -967,46 +971,51 @@ def _one_obs_update(
             spreads[key] = sp.assign_attrs(units=units, long_name=f"ensemble spread of {vname}")
         if has_bounds:
             bound_adj.append((vname, adj, units))
+    parts = (innov, expected, used, rejected, spreads, bound_adj)
+    return analysis, partial(_one_obs_diagnostics, ens, name, *parts)
 
-    def diagnostics():
-        """The diagnostics Dataset's variables (built only when asked for)."""
-        adjustments = {}
-        for vname, adj, units in bound_adj:
-            if vname == "sm" and "dz" in ens.coords and "layer" in adj.dims:
-                adj = (adj * ens["dz"] * 1000.0).sum("layer")
-                units = "kg m-2"
-            elif "layer" in adj.dims:
-                adj = adj.sum("layer")
-            adj.attrs = {
-                "units": units,
-                "long_name": f"member-mean change of {vname} by the bounds after the analysis",
-            }
-            adjustments[f"bound_adjustment_{vname}"] = adj.drop_vars(
-                [c for c in adj.coords if c not in adj.dims], errors="ignore"
-            )
-        ren = {"obs_variable": [name]}
-        inn = innov.expand_dims(ren, axis=-1)
-        diag = {
-            "innovation": inn.assign_attrs(long_name="innovation y - H(x) of the ensemble mean"),
-            "innovation_expected_std": expected.expand_dims(ren, axis=-1).assign_attrs(
-                long_name="expected innovation standard deviation sqrt(HPH^T + R)"
-            ),
-            "innovation_mean": inn.mean(sdims).assign_attrs(long_name="domain-mean innovation"),
-            "innovation_std": inn.std(sdims).assign_attrs(
-                long_name="domain standard deviation of the innovations"
-            ),
-            "n_used": used.astype("i4").assign_attrs(long_name="observations used"),
-            "n_rejected": rejected.astype("i4").assign_attrs(
-                long_name="observations rejected by the gross-error check"
-            ),
+
+def _one_obs_diagnostics(ens, name, innov, expected, used, rejected, spreads, bound_adj):
+    """The diagnostics Dataset's variables of a one-observation analysis (built only when
+    asked for): from the per-pixel screening (``innov``, ``expected``, ``used``,
+    ``rejected``), the spreads ``{key: DataArray}`` and ``[(variable, bound change,
+    units)]``."""
+    sdims = spatial_dims(ens)
+    adjustments = {}
+    for vname, adj, units in bound_adj:
+        if vname == "sm" and "dz" in ens.coords and "layer" in adj.dims:
+            adj = (adj * ens["dz"] * 1000.0).sum("layer")
+            units = "kg m-2"
+        elif "layer" in adj.dims:
+            adj = adj.sum("layer")
+        adj.attrs = {
+            "units": units,
+            "long_name": f"member-mean change of {vname} by the bounds after the analysis",
         }
-        return {**adjustments, **diag, **spreads}
-
-    return analysis, diagnostics
+        adjustments[f"bound_adjustment_{vname}"] = adj.drop_vars(
+            [c for c in adj.coords if c not in adj.dims], errors="ignore"
+        )
+    ren = {"obs_variable": [name]}
+    inn = innov.expand_dims(ren, axis=-1)
+    diag = {
+        "innovation": inn.assign_attrs(long_name="innovation y - H(x) of the ensemble mean"),
+        "innovation_expected_std": expected.expand_dims(ren, axis=-1).assign_attrs(
+            long_name="expected innovation standard deviation sqrt(HPH^T + R)"
+        ),
+        "innovation_mean": inn.mean(sdims).assign_attrs(long_name="domain-mean innovation"),
+        "innovation_std": inn.std(sdims).assign_attrs(
+            long_name="domain standard deviation of the innovations"
+        ),
+        "n_used": used.astype("i4").assign_attrs(long_name="observations used"),
+        "n_rejected": rejected.astype("i4").assign_attrs(
+            long_name="observations rejected by the gross-error check"
+        ),
+    }
+    return {**adjustments, **diag, **spreads}
 
 
 def _one_obs_single_pass(
-    ens, HE, y, R, params, filt, names, seed, cycle, bounds, mode, overwrite=False
+    ens, HE, y, R, params, filt, names, seed, cycle, bounds, mode, overwrite=False, diag=False
 ):
     """The analysis of :func:`_one_obs_update` by one kernel call per block, or None.
 
@@ -1018,6 +1027,9 @@ def _one_obs_single_pass(
     a bound with a dim the variable lacks. ``overwrite`` (NumPy ensembles only): each
     variable whose block is members-first and writeable in memory receives its own
     analysis (the kernel reads every value of a tile of pixels before it writes them).
+    ``diag``: the same pass returns the diagnostics of the two-kernel path (the same
+    values). Returns ``(analysis, parts)``, ``parts`` the arguments of
+    :func:`_one_obs_diagnostics` after ``ens, name`` (None without ``diag``), or None.
     """
     sdims = spatial_dims(ens)
     args = [HE, y, R, _pixel_index(ens)]
@@ -1051,6 +1063,11 @@ def _one_obs_single_pass(
                 bspec.append(float(b))
         out_dims.append(["member", *extra])
         spec.append((len(extra), tuple(bspec)))
+    n = len(names)
+    dtypes = ["f8"] * n
+    if diag:  # per variable: prior and posterior spread, bound change; per pixel: screening
+        out_dims += [d[1:] for d in out_dims for _ in range(3)] + [[]] * 4
+        dtypes += ["f8"] * (3 * n) + ["f8", "f8", "i1", "i1"]
     outs = apply_kernel(
         partial(
             _single_pass_block,
@@ -1062,15 +1079,16 @@ def _one_obs_single_pass(
             cycle=int(cycle),
             purpose=_PURPOSE["enkf"],
             overwrite=bool(overwrite) and not any(ens[v].chunks for v in names),
+            diagnostics=bool(diag),
         ),
         *args,
         input_core_dims=in_dims,
         output_core_dims=out_dims,
-        output_dtypes=["f8"] * len(names),
+        output_dtypes=dtypes,
     )
     outs = outs if isinstance(outs, tuple) else (outs,)
     analysis = {}
-    for vname, Ea in zip(names, outs, strict=True):
+    for vname, Ea in zip(names, outs[:n], strict=True):
         orig = ens[vname]
         Ea = xr.DataArray(
             Ea.transpose(*orig.dims).data, coords=orig.coords, dims=orig.dims, name=vname
@@ -1078,16 +1096,47 @@ def _one_obs_single_pass(
         Ea.attrs = dict(orig.attrs)
         Ea.encoding = dict(orig.encoding)
         analysis[vname] = Ea
-    return analysis
+    if not diag:
+        return analysis, None
+    spreads, bound_adj = {}, []
+    for k, vname in enumerate(names):
+        orig = ens[vname]
+        dims = [d for d in orig.dims if d not in ("member", *sdims)] + list(sdims)
+        coords = {c: v for c, v in orig.coords.items() if set(v.dims) <= set(dims)}
+        sp0, sp1, adj = (
+            xr.DataArray(x.transpose(*dims).data, coords=coords, dims=dims)
+            for x in outs[n + 3 * k : n + 3 * k + 3]
+        )
+        units = orig.attrs.get("units", "")
+        for key, sp in ((f"spread_prior_{vname}", sp0), (f"spread_posterior_{vname}", sp1)):
+            spreads[key] = sp.assign_attrs(units=units, long_name=f"ensemble spread of {vname}")
+        if _bounds(vname, params, bounds) is not None:
+            bound_adj.append((vname, adj, units))
+    return analysis, (*outs[4 * n :], spreads, bound_adj)
 
 
 def _single_pass_block(
-    HE, y, R, pix, *rest, spec, mode, infl, gross, seed, cycle, purpose, overwrite=False
+    HE,
+    y,
+    R,
+    pix,
+    *rest,
+    spec,
+    mode,
+    infl,
+    gross,
+    seed,
+    cycle,
+    purpose,
+    overwrite=False,
+    diagnostics=False,
 ):
     """Block of :func:`K.one_obs_update`: loop (spatial) dims first, core dims last.
 
     ``overwrite``: a variable whose (N, L, X) view is C-contiguous and writeable gets
-    its analysis in that memory (the block's own input).
+    its analysis in that memory (the block's own input). ``diagnostics``: then, per
+    variable, its prior and posterior spread and bound change, and per pixel the
+    innovation, its expected deviation, used and rejected flags.
     """
     shape = HE.shape[:-1]  # the block's pixels
     X = int(np.prod(shape))
@@ -1114,26 +1163,22 @@ def _single_pass_block(
             e if e.flags.c_contiguous and e.flags.writeable and e.dtype == np.float64 else None
             for e in E
         ]
+    key = (infl, gross, seed, cycle, purpose, mode)  # weights and random numbers
     out = K.one_obs_update(
-        np.moveaxis(HE, -1, 0),
-        y,
-        R,
-        pix,
-        E,
-        lo,
-        hi,
-        infl,
-        gross,
-        seed,
-        cycle,
-        purpose,
-        mode,
-        out=dest,
+        np.moveaxis(HE, -1, 0), y, R, pix, E, lo, hi, *key, out=dest, diagnostics=diagnostics
     )
+    if diagnostics:
+        out, dg = out
     res = []
     for (n_extra, _), o in zip(spec, out, strict=True):
         o = o.reshape(o.shape[0], o.shape[1], *shape)  # (N, L, *shape)
         res.append(np.moveaxis(o, (0, 1), (-2, -1)) if n_extra else np.moveaxis(o[:, 0], 0, -1))
+    if diagnostics:
+        for k, (n_extra, _) in enumerate(spec):
+            for key in ("spread_prior", "spread_posterior", "bound_adjustment"):
+                x = dg[key][k].reshape(-1, *shape)  # (L, *shape)
+                res.append(np.moveaxis(x, 0, -1) if n_extra else x[0])
+        res += [dg[key].reshape(shape) for key in ("innovation", "expected", "used", "rejected")]
     return tuple(res) if len(res) > 1 else res[0]
 
 
