@@ -98,13 +98,8 @@ def variable_length_strings(ds: xr.Dataset) -> xr.Dataset:
     that other Zarr libraries may not read it); object strings are written as its
     variable-length UTF-8 strings.
     """
-    text = {n: v for n, v in ds.variables.items() if v.dtype.kind == "U"}
+    text = {n: v.astype(object) for n, v in ds.variables.items() if v.dtype.kind == "U"}
     if not text:
-        return ds
-    coords = {
-        n: (v.dims, v.values.astype(object), v.attrs) for n, v in text.items() if n in ds.coords
-    }
-    data = {
-        n: (v.dims, v.values.astype(object), v.attrs) for n, v in text.items() if n not in coords
-    }
-    return ds.assign_coords(coords).assign(data)
+        return ds  # (astype keeps dask-backed text lazy)
+    coords = {n: v for n, v in text.items() if n in ds.coords}
+    return ds.assign_coords(coords).assign({n: v for n, v in text.items() if n not in coords})

@@ -1618,25 +1618,23 @@ def _one_obs_update_kernel(
             h = HE[i * hs + t0 : i * hs + t1]
             for p in range(nt):
                 yy[p] += (h[p] - hb[p]) ** 2
-        for p in range(nt):  # screening; rr = 1/R where used, else 0
+        # screening; rr = 1/R where used, else 0 (and, if diag, the screening diagnostics
+        # of _one_obs_weights_gu; the test on diag is loop-invariant: LLVM unswitches it)
+        it, et, ut, rt = Inn[t0:t1], Exp[t0:t1], Used[t0:t1], Rej[t0:t1]
+        for p in range(nt):
             d = yt[p] - hb[p]
             r_ = Rt[p]
             valid = (abs(yt[p]) < np.inf) & (abs(r_) < np.inf) & (abs(hb[p]) < np.inf)
-            far = not (abs(d) <= gross * math.sqrt(yy[p] / (N - 1.0) + r_))
+            sdev = math.sqrt(yy[p] / (N - 1.0) + r_)
+            far = not (abs(d) <= gross * sdev)
             ok = valid & (not (check_gross & far))
             ok_[p] = 1.0 if ok else 0.0
             rr[p] = 1.0 / r_ if ok else 0.0
             dd[p] = d if ok else 0.0
-        if diag:  # as _one_obs_weights_gu
-            it, et, ut, rt = Inn[t0:t1], Exp[t0:t1], Used[t0:t1], Rej[t0:t1]
-            for p in range(nt):
-                d = yt[p] - hb[p]
-                r_ = Rt[p]
-                valid = (abs(yt[p]) < np.inf) & (abs(r_) < np.inf) & (abs(hb[p]) < np.inf)
-                far = not (abs(d) <= gross * math.sqrt(yy[p] / (N - 1.0) + r_))
-                et[p] = math.sqrt(yy[p] / (N - 1.0) + r_) if abs(r_) < np.inf else np.nan
-                it[p] = d if ok_[p] > 0.0 else np.nan
-                ut[p] = 1 if ok_[p] > 0.0 else 0
+            if diag:
+                et[p] = sdev if abs(r_) < np.inf else np.nan
+                it[p] = d if ok else np.nan
+                ut[p] = 1 if ok else 0
                 rt[p] = 1 if (valid & check_gross & far) else 0
         if mode == MODE_ETKF:
             for p in range(nt):

@@ -443,7 +443,6 @@ def _coordinate_blocks(coord: xr.DataArray, chunks2):
     if coord.chunks is not None:
         return coord.data.astype("f8").rechunk(chunks2)
     c2 = coord.values
-
     if c2.ndim == 2 and c2.strides[1] == 0:
         col = dsa.from_array(np.ascontiguousarray(c2[:, 0]), chunks=(chunks2[0],))
         return dsa.broadcast_to(col[:, None], c2.shape, chunks=chunks2)
@@ -884,16 +883,18 @@ def _one_obs_update(
     :func:`~xldas.filters._kernels.one_obs_update`, that computes the weights of a tile
     of pixels in cache and updates every state variable with them, bounds included,
     reading each variable in its own layout, the diagnostics in the same pass (see
-    :func:`_one_obs_single_pass`). Otherwise two kernels: :func:`~xldas.filters._kernels.one_obs_weights` on the
-    predicted observations (screening, random numbers and diagnostics in one pass),
-    then :func:`~xldas.filters._kernels.apply_weights` once per state variable in its
-    own layout (update, relaxation, bounds, bound accounting and spreads in one pass).
-    Both give the same analysis and diagnostics. ``overwrite``: the single pass may write the analysis
-    into the ensemble's own NumPy arrays (see :func:`assimilate`). Returns ``(analysis, diagnostics)`` (a dict of
-    DataArrays and a function that builds the diagnostics' variables, so that nothing
-    is reduced when they are not asked for; None for the single pass without
-    diagnostics), or None when the observations are not one value per pixel (general
-    path).
+    :func:`_one_obs_single_pass`). Otherwise two kernels:
+    :func:`~xldas.filters._kernels.one_obs_weights` on the predicted observations
+    (screening, random numbers and diagnostics in one pass), then
+    :func:`~xldas.filters._kernels.apply_weights` once per state variable in its own
+    layout (update, relaxation, bounds, bound accounting and spreads in one pass). Both
+    give the same analysis and diagnostics. ``overwrite``: the single pass may write the
+    analysis into the ensemble's own NumPy arrays (see :func:`assimilate`).
+
+    Returns ``(analysis, diagnostics)`` (a dict of DataArrays and a function that builds
+    the diagnostics' variables, so that nothing is reduced when they are not asked for;
+    None for the single pass without diagnostics), or None when the observations are not
+    one value per pixel (general path).
     """
     sdims = spatial_dims(ens)
     pred, onames = _predicted(operator, ens, params)
