@@ -57,6 +57,8 @@ def test_single_pass_equals_two_kernels_and_references(mode):
     np.testing.assert_array_equal(own[1], swe)  # the variable not given as out is untouched
     flat = np.concatenate([sm.ravel(), [0.0]])  # an out that overlaps without being E
     shifted = [flat[:-1].reshape(sm.shape), flat[1:].reshape(sm.shape)]
+    with pytest.raises(ValueError, match="C-contiguous"):  # not silently into a copy
+        K.one_obs_update(HE, y, R, pix, [sm, swe], lo, hi, *args, out=[bufs[0][:, ::-1], None])
     with pytest.raises(ValueError, match="overlaps"):
         K.one_obs_update(HE, y, R, pix, [shifted[0], swe], lo, hi, *args, out=[shifted[1], None])
     # with the diagnostics of the same pass, in place or not

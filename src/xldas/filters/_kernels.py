@@ -1871,6 +1871,11 @@ def one_obs_update(
     pix = _c(np.broadcast_to(pix, (X,)), np.int64)
     Es = tuple(_c(e).reshape(N, -1, X) for e in E)
     out = [None] * len(Es) if out is None else list(out)
+    for o, e in zip(out, Es, strict=True):  # (a reshape of another array could copy it)
+        if o is not None and (not isinstance(o, np.ndarray) or o.size != e.size):
+            raise ValueError("out: arrays of the sizes of E (or None)")
+        if o is not None and not o.flags.c_contiguous:
+            raise ValueError("out: writeable C-contiguous float64 arrays of the shapes of E")
     Os = tuple(
         np.empty_like(e) if o is None else o.reshape(e.shape) for o, e in zip(out, Es, strict=True)
     )
